@@ -38,6 +38,9 @@ class ShmRef:
     region: str
     byte_size: int
     offset: int = 0
+    # For inputs: the tensor the region holds, as the request declared it.
+    datatype: str = ""
+    shape: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)

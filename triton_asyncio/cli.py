@@ -1,0 +1,157 @@
+"""Entry point: flags -> ServerOptions -> repository, server, listeners; signals and drain.
+
+Rules: the only module that knows every layer; it wires them and owns process life cycle
+(uvloop installed here, startup tables, graceful shutdown within --exit-timeout-secs).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+from . import TRITON_VERSION
+from .repository.loader import LoadSettings
+from .repository.manager import RepositoryManager
+from .server.cli_args import UsageError, parse_args, unsupported_flags
+from .server.inference_server import InferenceServer, ServerState
+from .server.options import ServerOptions
+from .server.startup_log import (
+    configure_logging,
+    grpc_started,
+    http_started,
+    log_table,
+    metrics_started,
+    model_table,
+    options_table,
+    server_option_rows,
+)
+from .transport.grpc.placeholder import UnimplementedGrpcProtocol
+from .transport.http.app import HttpApp
+from .transport.http.protocol import HttpProtocol
+from .transport.http.protocol import ServerState as ConnectionState
+from .transport.metrics_http import metrics_app
+
+log = logging.getLogger("triton_asyncio")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        options = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    configure_logging(options)
+    for flag in unsupported_flags(options):
+        log.warning("option '--%s' is not supported by triton_asyncio yet; ignored", flag)
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(serve(options))
+    finally:
+        loop.close()
+
+
+def build_server(options: ServerOptions) -> tuple[InferenceServer, dict[str, list[str]]]:
+    """Scan the repositories and load the startup models (synchronously, as tritonserver does)."""
+    settings = LoadSettings(options.model_config_name, auto_complete=not options.strict_model_config)
+    manager = RepositoryManager(list(options.model_repositories), settings)
+    manager.scan()
+    if options.model_control_mode == "explicit":
+        names = sorted(manager.models) if "*" in options.load_models else list(options.load_models)
+        errors = {n: e for n in names if (e := manager.load(n))}
+    else:
+        errors = manager.load_all()
+    server = InferenceServer(manager, server_id=options.id, strict_readiness=options.strict_readiness)
+    return server, errors
+
+
+def _model_rows(server: InferenceServer) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, version, state, reason in server.repository_index(False):
+        if version is None:
+            if state is not None:
+                rows.append((name, "-", f"UNAVAILABLE: {reason}"))
+            continue
+        rows.append((name, version, state if state == "READY" else f"{state}: {reason}"))
+    return rows
+
+
+async def serve(options: ServerOptions) -> int:
+    try:
+        server, errors = build_server(options)
+    except Exception as e:
+        log.error("error: creating server: %s", e)
+        return 1
+    log_table(model_table(_model_rows(server)))
+    log_table(options_table(server_option_rows(options, TRITON_VERSION, list(server.extensions))))
+    if errors and options.exit_on_error:
+        log.error("error: creating server: Internal - failed to load all models")
+        await server.stop()
+        return 1
+    server.state = ServerState.READY
+    listeners = await _start_listeners(options, server)
+    stop = asyncio.Event()
+    _install_signals(stop)
+    await stop.wait()
+    return await _shutdown(options, server, listeners)
+
+
+async def _start_listeners(options: ServerOptions, server: InferenceServer) -> list:
+    loop = asyncio.get_running_loop()
+    listeners = []
+    if options.allow_grpc:
+        gstate = ConnectionState()
+        srv = await loop.create_server(UnimplementedGrpcProtocol, options.grpc_address, options.grpc_port,
+                                       backlog=1024, reuse_address=True)
+        listeners.append(("GRPC", srv, gstate))
+        log.info(grpc_started(options.grpc_address, options.grpc_port))
+    if options.allow_http:
+        app = HttpApp(server, max_input_size=options.http_max_input_size)
+        state = ConnectionState()
+        srv = await loop.create_server(
+            lambda: HttpProtocol(app, max_input_size=options.http_max_input_size, server_state=state),
+            options.http_address, options.http_port, backlog=1024, reuse_address=True)
+        listeners.append(("HTTP", srv, state))
+        log.info(http_started(options.http_address, options.http_port))
+    if options.allow_metrics:
+        mstate = ConnectionState()
+        mapp = metrics_app(server)
+        srv = await loop.create_server(lambda: HttpProtocol(mapp, server_state=mstate),
+                                       options.metrics_address, options.metrics_port, reuse_address=True)
+        listeners.append(("Metrics", srv, mstate))
+        log.info(metrics_started(options.metrics_address, options.metrics_port))
+    return listeners
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            print(f"Signal ({signum}) received.", flush=True)
+            stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+async def _shutdown(options: ServerOptions, server: InferenceServer, listeners: list) -> int:
+    deadline = time.monotonic() + options.exit_timeout_secs
+    for _, srv, _ in listeners:
+        srv.close()
+    for _, _, state in listeners:
+        state.close_idle()
+    for _, _, state in listeners:
+        await state.drain(max(0.0, deadline - time.monotonic()))
+    log.info("Waiting for in-flight requests to complete.")
+    try:
+        await asyncio.wait_for(server.stop(), max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        log.error("failed to stop server: Internal - Exit timeout expired. Exiting immediately.")
+        return 1
+    return 0

@@ -1,0 +1,101 @@
+"""One loaded model version: its config, backend, instances, scheduler and statistics.
+
+Rules: building and tearing down happen here, synchronously (the manager runs them off the
+event loop); `Model.infer` is the only path from the server into a scheduler.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.base import Backend, ModelInstance, ModelLocation
+from ..core.request import InferenceRequest
+from ..core.response import InferenceResponse
+from ..core.stats import ModelStats
+from ..scheduling.base import Scheduler
+from ..scheduling.default import DefaultScheduler
+
+log = logging.getLogger("triton_asyncio.repository")
+
+
+@dataclass(slots=True)
+class Model:
+    name: str
+    version: int
+    config: Any  # inference.ModelConfig, normalized
+    spec: Any  # repository.normalize.ModelSpec
+    backend: Backend
+    instances: list[ModelInstance]
+    scheduler: Scheduler
+    stats: ModelStats
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def version_str(self) -> str:
+        return str(self.version)
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        return await self.scheduler.submit(request)
+
+    def is_healthy(self) -> bool:
+        return True
+
+    async def unload(self) -> None:
+        await self.scheduler.stop()
+        for instance in self.instances:
+            _quietly(instance.finalize, f"finalizing instance {instance.name}")
+        _quietly(self.backend.finalize, f"finalizing model {self.name}")
+
+
+def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: ModelLocation) -> Model:
+    """Create the backend and every instance of one version; raises TritonError on failure."""
+    backend = backend_cls(config, location)
+    instances: list[ModelInstance] = []
+    try:
+        for g_index, group in enumerate(config.instance_group):
+            group_name = group.name or f"{config.name}_{g_index}"
+            kind = _kind_name(group.kind)
+            devices = list(group.gpus) if kind == "KIND_GPU" else [0]
+            for device in devices or [0]:
+                for i in range(group.count):
+                    instances.append(backend.create_instance(f"{group_name}_{i}", kind, device))
+    except BaseException:
+        for instance in instances:
+            _quietly(instance.finalize, "cleaning up after a failed load")
+        _quietly(backend.finalize, "cleaning up after a failed load")
+        raise
+    stats = ModelStats()
+    active = [i for i, g in _instance_groups(config, instances) if not g.passive] or instances
+    scheduler = DefaultScheduler(active, stats, batching=config.max_batch_size > 0)
+    labels = load_labels(config, location.model_dir)
+    return Model(config.name, location.version, config, spec, backend, instances, scheduler, stats, labels)
+
+
+def _instance_groups(config: Any, instances: list[ModelInstance]):
+    by_name = {g.name or f"{config.name}_{n}": g for n, g in enumerate(config.instance_group)}
+    for instance in instances:
+        yield instance, by_name.get(instance.name.rsplit("_", 1)[0], config.instance_group[0])
+
+
+def _kind_name(kind: int) -> str:
+    return {0: "KIND_AUTO", 1: "KIND_GPU", 2: "KIND_CPU", 3: "KIND_MODEL"}.get(kind, "KIND_CPU")
+
+
+def load_labels(config: Any, model_dir: str) -> dict[str, list[str]]:
+    """Label files named by outputs' `label_filename`, one label per line."""
+    labels: dict[str, list[str]] = {}
+    for output in config.output:
+        if output.label_filename:
+            path = os.path.join(model_dir, output.label_filename)
+            with open(path, encoding="utf-8") as f:
+                labels[output.name] = [line.rstrip("\r\n") for line in f]
+    return labels
+
+
+def _quietly(fn, what: str) -> None:
+    try:
+        fn()
+    except Exception:  # teardown must go on; the failure is only logged
+        log.exception("error %s", what)

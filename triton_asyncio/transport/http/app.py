@@ -1,0 +1,179 @@
+"""KServe v2 HTTP endpoints: route -> codec -> InferenceServer -> codec -> HttpResponse.
+
+Rules: no inference logic here; a TritonError becomes `codec.status.http_status(code)` plus
+`{"error": msg}` in `_error` and nowhere else. Sync endpoints return an HttpResponse at once
+(no task); only infer awaits.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from ...codec import compression, kserve_json
+from ...codec.routes import Endpoint, RouteError, route
+from ...codec.status import error_body, http_status
+from ...errors import ErrorCode, TritonError, invalid_arg
+from ...server.inference_server import InferenceServer
+from .messages import HttpRequest, HttpResponse
+
+log = logging.getLogger("triton_asyncio.http")
+
+_JSON = [(b"content-type", b"application/json")]
+_OCTET = b"application/octet-stream"
+_EMPTY_OK = HttpResponse(200, [(b"content-type", b"text/plain")], [])
+_EMPTY_400 = HttpResponse(400, [(b"content-type", b"text/plain")], [])
+
+Handler = Callable[[HttpRequest, dict], "HttpResponse | Awaitable[HttpResponse]"]
+
+
+def _json(status: int, obj) -> HttpResponse:
+    return HttpResponse(status, list(_JSON), [json.dumps(obj, separators=(",", ":")).encode()])
+
+
+def _error(e: TritonError) -> HttpResponse:
+    return HttpResponse(http_status(e.code), list(_JSON), [error_body(e.message)])
+
+
+def _version(params: dict) -> int:
+    v = params.get("version")
+    return int(v) if v else -1
+
+
+class HttpApp:
+    def __init__(self, server: InferenceServer, *, max_input_size: int = 64 * 2**20) -> None:
+        self.server = server
+        self.max_input_size = max_input_size
+        self._metadata_body: bytes | None = None
+        self._handlers: dict[Endpoint, Handler] = {
+            Endpoint.HEALTH_LIVE: self._live,
+            Endpoint.HEALTH_READY: self._ready,
+            Endpoint.SERVER_METADATA: self._server_metadata,
+            Endpoint.MODEL_METADATA: self._model_metadata,
+            Endpoint.MODEL_READY: self._model_ready,
+            Endpoint.MODEL_CONFIG: self._model_config,
+            Endpoint.MODEL_STATS: self._stats,
+            Endpoint.ALL_STATS: self._stats,
+            Endpoint.INFER: self._infer,
+            Endpoint.REPO_INDEX: self._repository_index,
+        }
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        try:
+            endpoint, params = route(request.method, request.target.decode("latin-1"))
+            handler = self._handlers.get(endpoint)
+            if handler is None:
+                return self._unsupported(endpoint)
+            return handler(request, params)
+        except RouteError as e:
+            return HttpResponse(e.status, list(_JSON), [error_body(e.message)])
+        except TritonError as e:
+            return _error(e)
+
+    def _unsupported(self, endpoint: Endpoint) -> HttpResponse:
+        if endpoint is Endpoint.REPO_NAMED:
+            return _error(TritonError(ErrorCode.UNSUPPORTED, "'repository_name' specification is not supported"))
+        return _error(TritonError(ErrorCode.UNSUPPORTED, f"{endpoint.name.lower()} is not supported yet"))
+
+    # -- health and metadata -----------------------------------------------------------------
+    def _live(self, request: HttpRequest, params: dict) -> HttpResponse:
+        return _EMPTY_OK if self.server.live() else _EMPTY_400
+
+    def _ready(self, request: HttpRequest, params: dict) -> HttpResponse:
+        return _EMPTY_OK if self.server.ready() else _EMPTY_400
+
+    def _server_metadata(self, request: HttpRequest, params: dict) -> HttpResponse:
+        if self._metadata_body is None:
+            s = self.server
+            self._metadata_body = kserve_json.encode_server_metadata(s.server_id, s.version, list(s.extensions))
+        return HttpResponse(200, list(_JSON), [self._metadata_body])
+
+    def _model_metadata(self, request: HttpRequest, params: dict) -> HttpResponse:
+        name, version = params["model"], _version(params)
+        model = self.server.model(name, version)
+        spec = model.spec
+        batch = [-1] if spec.max_batch_size > 0 else []
+        config = model.config
+        inputs = [(t.name, t.datatype, batch + list(t.dims)) for t in spec.inputs.values()]
+        outputs = [(t.name, t.datatype, batch + list(t.dims)) for t in spec.outputs.values()]
+        body = kserve_json.encode_model_metadata(
+            name, self.server.model_versions(name, version), config.platform or config.backend, inputs, outputs)
+        return HttpResponse(200, list(_JSON), [body])
+
+    def _model_ready(self, request: HttpRequest, params: dict) -> HttpResponse:
+        if self.server.model_ready(params["model"], _version(params)):
+            return _EMPTY_OK
+        return HttpResponse(400, list(_JSON), [error_body("Model version not ready")])
+
+    def _model_config(self, request: HttpRequest, params: dict) -> HttpResponse:
+        from ...repository.config import config_to_json
+
+        model = self.server.model(params["model"], _version(params))
+        return _json(200, config_to_json(model.config))
+
+    def _stats(self, request: HttpRequest, params: dict) -> HttpResponse:
+        models = self.server.statistics(params.get("model", ""), _version(params))
+        body = kserve_json.encode_model_stats([(m.name, m.version_str, m.stats) for m in models])
+        return HttpResponse(200, list(_JSON), [body])
+
+    def _repository_index(self, request: HttpRequest, params: dict) -> HttpResponse:
+        ready = False
+        if len(request.body):
+            options = kserve_json.parse_json(request.body)
+            ready = options.get("ready", False) if isinstance(options, dict) else False
+            if not isinstance(ready, bool):
+                raise invalid_arg("Invalid value for 'ready': expected a boolean")
+        body = kserve_json.encode_repository_index(self.server.repository_index(ready))
+        return HttpResponse(200, list(_JSON), [body])
+
+    # -- inference ---------------------------------------------------------------------------
+    def _infer(self, request: HttpRequest, params: dict) -> Awaitable[HttpResponse]:
+        return self._infer_async(request, params)
+
+    async def _infer_async(self, request: HttpRequest, params: dict) -> HttpResponse:
+        try:
+            return await self._run_infer(request, params)
+        except TritonError as e:
+            response = _error(e)
+            if e.code is ErrorCode.UNSUPPORTED and e.message == "Unsupported compression type":
+                response.headers.append((b"accept-encoding", b"gzip, deflate"))
+            return response
+
+    async def _run_infer(self, request: HttpRequest, params: dict) -> HttpResponse:
+        name, version = params["model"], _version(params)
+        model = self.server.model(name, version)
+        if model.spec.decoupled:
+            raise TritonError(ErrorCode.UNSUPPORTED,
+                              "HTTP end point doesn't support models with decoupled transaction policy")
+        body = request.body
+        encoding = request.header(b"content-encoding")
+        if encoding:
+            body = compression.decompress(body, encoding, self.max_input_size)
+        hcl = request.header(b"inference-header-content-length")
+        header_length = _header_length(hcl)
+        if header_length == 0:
+            infer_request = kserve_json.decode_raw_infer(body, name, version, model.spec, self.max_input_size)
+        else:
+            infer_request = kserve_json.decode_infer(body, header_length, name, version, self.max_input_size)
+        response = await self.server.infer(model, infer_request)
+        chunks, json_length = kserve_json.encode_infer_response(
+            response, infer_request, model.labels, max_batch_size=model.spec.max_batch_size)
+        headers: list[tuple[bytes, bytes]]
+        if json_length is None:
+            headers = list(_JSON)
+        else:
+            headers = [(b"content-type", _OCTET),
+                       (b"inference-header-content-length", str(json_length).encode())]
+        accept = request.header(b"accept-encoding")
+        if accept:
+            chunks = compression.compress_response(chunks, accept, headers)
+        return HttpResponse(200, headers, chunks)
+
+
+def _header_length(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid_arg(f"Unable to parse 'Inference-Header-Content-Length': {value.decode('latin-1')}") from None

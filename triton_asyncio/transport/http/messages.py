@@ -1,0 +1,33 @@
+"""The two values that cross between HttpProtocol and an app: one request in, one response out.
+
+Rules: plain slotted dataclasses, no parsing and no I/O. A request body is the whole body in ONE
+buffer; a response body is a list of buffers written in order and never joined. Header names are
+lower-case bytes, as h11 gives them; the protocol adds Content-Length itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: bytes  # b"GET"
+    target: bytes  # raw target with the query string, e.g. b"/v2/models/simple/infer?x=1"
+    headers: list[tuple[bytes, bytes]]  # lower-cased names
+    body: Buffer = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of the lower-case header `name`, or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # without Content-Length
+    body: list[Buffer] = field(default_factory=list)  # written in order, no joining

@@ -1,0 +1,377 @@
+"""HTTP/1.1 connection glue: h11 in, HttpRequest to the app, HttpResponse out.
+
+Rules: h11 decides everything about the wire (framing, keep-alive, pipelining, errors); this module
+only feeds it, dispatches its events, reads each body into one buffer and writes each response
+without joining. One request at a time per connection: while the app holds one, later input is held
+by FlowControl. Nothing here knows routes or Triton; an exception escaping the app is the only
+error turned into a status here (500), besides h11's own protocol errors (400/413/431).
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
+
+import h11
+
+from .flow import FlowControl
+from .messages import HttpRequest, HttpResponse
+
+log = logging.getLogger("triton_asyncio.http")
+
+App = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
+
+MAX_CHUNKS = 65536
+_CHUNKS_ERROR = (f"Chunked request body exceeds maximum of {MAX_CHUNKS} non-empty chunks. "
+                 "Send fewer or larger HTTP chunks.")
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+_SERVER = (b"server", b"triton_asyncio")
+_NO_BODY = frozenset((204, 304))  # statuses h11 frames with an empty body, like HEAD
+
+
+class Phase(enum.Enum):
+    READING = "reading"  # input goes straight to h11 and its events are dispatched
+    RUNNING = "running"  # an async app holds the current request; input is held
+    DRAINING = "draining"  # response written, transport paused writing; input is held
+    CLOSED = "closed"
+
+
+def _header_list(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """(name, value) pairs; reads h11's triples directly (4x cheaper than its Sequence API)."""
+    try:
+        return [(name, value) for _, name, value in headers._full_items]  # type: ignore[attr-defined]
+    except AttributeError:  # a future h11 without _full_items
+        return list(headers)
+
+
+def _error_body(message: str) -> bytes:
+    return json.dumps({"error": message}, separators=(",", ":")).encode()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """Declared body length; -1 for chunked (h11 has already checked that the framing is valid)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return -1
+
+
+class ServerState:
+    """Shared by every connection of one listener, for graceful shutdown."""
+
+    def __init__(self) -> None:
+        self.connections: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task] = set()
+
+    def close_idle(self) -> None:
+        """Close keep-alive connections with no request in flight; the others close after it."""
+        for connection in list(self.connections):
+            connection.shutdown()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` s for in-flight requests, cancel what is left, then close all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.tasks and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self.tasks), timeout=remaining)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.sleep(0)  # let done callbacks write their responses
+        for connection in list(self.connections):
+            connection.close()
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, app: App, *, max_input_size: int = 64 * 2**20, max_body_size: int = 2**31,
+                 keepalive_timeout: float = 75.0, server_state: ServerState | None = None,
+                 server_header: bool = False) -> None:
+        self._app = app
+        self.max_input_size = max_input_size  # Triton's finer limits are the app's to enforce
+        self._max_body_size = max_body_size
+        self._keepalive_timeout = keepalive_timeout
+        self._state = server_state if server_state is not None else ServerState()
+        self._extra_headers = [_SERVER] if server_header else []
+        self._conn = h11.Connection(h11.SERVER)
+        self._phase = Phase.READING
+        self._closing = False  # graceful shutdown: close after the current response
+        self._last_active = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        # the request being read
+        self._request: h11.Request | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._expected = -1
+        self._body: bytes | bytearray = b""
+        self._filled = 0
+        self._chunks = 0
+
+    # -- asyncio.Protocol callbacks: glue only -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self._flow = FlowControl(self._transport)
+        self._state.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self._last_active = self._loop.time()
+        self._timer = self._loop.call_later(self._keepalive_timeout, self._on_keepalive_timer)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_active = self._loop.time()
+        if self._phase is Phase.READING:
+            self._conn.receive_data(data)
+            self._handle_events()
+        elif self._phase is not Phase.CLOSED:
+            self._flow.hold(data)
+
+    def eof_received(self) -> bool:
+        self.data_received(b"")  # h11 reads b"" as end of input
+        return True  # stay half-open: a response may still be owed; h11 tells us when to close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._phase = Phase.CLOSED
+        self._state.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._flow.resume_writing()  # wake anyone waiting on drain
+
+    def pause_writing(self) -> None:
+        self._flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._flow.resume_writing()
+        if self._phase is Phase.DRAINING:
+            self._resume()
+
+    # -- control from ServerState ----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Close now if idle, else after the response in progress."""
+        busy = self._phase is Phase.RUNNING or (
+            self._phase is Phase.READING and self._conn.their_state is not h11.IDLE)
+        if busy:
+            self._closing = True
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self._phase is not Phase.CLOSED:
+            self._phase = Phase.CLOSED
+            self._transport.close()
+
+    # -- h11 events ------------------------------------------------------------------------------
+    def _handle_events(self) -> None:
+        conn = self._conn
+        try:
+            while self._phase is Phase.READING:
+                event = conn.next_event()
+                if not _DISPATCH[type(event)](self, event):
+                    return
+        except h11.RemoteProtocolError as exc:
+            log.debug("invalid HTTP request: %s", exc)
+            self._fail(exc.error_status_hint, str(exc))
+
+    def _on_request(self, event: h11.Request) -> bool:
+        self._request = event
+        self._headers = headers = _header_list(event.headers)
+        self._expected = expected = _content_length(headers)
+        self._body = b""
+        self._filled = self._chunks = 0
+        if expected > self._max_body_size:
+            self._fail(413, f"request body of {expected} bytes exceeds the maximum allowed size of "
+                            f"{self._max_body_size} bytes")
+            return False
+        if self._conn.they_are_waiting_for_100_continue:
+            self._transport.write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[],
+                                                                            reason=b"Continue")))
+        return True
+
+    def _on_data(self, event: h11.Data) -> bool:
+        data = event.data
+        if self._expected < 0:
+            return self._on_chunk(event)
+        if not self._body and len(data) == self._expected:
+            self._body = data  # the whole body in one piece: keep it as it is
+            return True
+        if not self._body:
+            self._body = bytearray(self._expected)
+        end = self._filled + len(data)
+        self._body[self._filled:end] = data  # type: ignore[index]
+        self._filled = end
+        return True
+
+    def _on_chunk(self, event: h11.Data) -> bool:
+        if event.chunk_start:
+            self._chunks += 1
+            if self._chunks > MAX_CHUNKS:
+                self._fail(400, _CHUNKS_ERROR)
+                return False
+        if not self._body:
+            self._body = bytearray()
+        self._body += event.data  # type: ignore[operator]
+        if len(self._body) > self._max_body_size:
+            self._fail(413, f"request body exceeds the maximum allowed size of {self._max_body_size} bytes")
+            return False
+        return True
+
+    def _on_end_of_message(self, event: h11.EndOfMessage) -> bool:
+        request = self._request
+        assert request is not None
+        self._run_app(HttpRequest(request.method, request.target, self._headers, self._body))
+        self._body = b""
+        return self._phase is Phase.READING
+
+    def _on_need_data(self, event: object) -> bool:
+        return False
+
+    def _on_paused(self, event: object) -> bool:
+        return False
+
+    def _on_connection_closed(self, event: h11.ConnectionClosed) -> bool:
+        self.close()
+        return False
+
+    # -- the app -----------------------------------------------------------------------------------
+    def _run_app(self, request: HttpRequest) -> None:
+        try:
+            result = self._app(request)
+        except Exception as exc:
+            result = _internal_error(exc)
+        if isinstance(result, HttpResponse):
+            self._respond(result)  # sync fast path: no task
+            return
+        try:
+            task = asyncio.ensure_future(result)
+        except TypeError as exc:  # neither a response nor awaitable: an app bug
+            self._respond(_internal_error(exc))
+            return
+        self._phase = Phase.RUNNING
+        self._state.tasks.add(task)
+        task.add_done_callback(self._on_app_done)
+
+    def _on_app_done(self, task: asyncio.Future) -> None:
+        self._state.tasks.discard(task)  # type: ignore[arg-type]
+        if task.cancelled():
+            self.close()
+            return
+        exc = task.exception()
+        response = task.result() if exc is None else _internal_error(exc)
+        if not isinstance(response, HttpResponse):
+            response = _internal_error(TypeError(f"app returned {type(response).__name__}, not HttpResponse"))
+        if self._phase is Phase.CLOSED:
+            return  # the peer left while the app ran: drop the result
+        self._respond(response)
+        if self._phase is Phase.READING:
+            self._resume()
+
+    def _resume(self) -> None:
+        """Feed the input held while busy to h11 and carry on parsing."""
+        self._phase = Phase.READING
+        conn = self._conn
+        for data in self._flow.release():
+            conn.receive_data(data)
+        self._handle_events()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _respond(self, response: HttpResponse) -> None:
+        """Write one response; then close, wait for the transport to drain, or read on."""
+        conn = self._conn
+        try:
+            out = self._encode(response)
+        except (h11.LocalProtocolError, TypeError, ValueError) as exc:  # bad status or headers from the app
+            log.error("cannot send response: %s", exc)
+            self.close()
+            return
+        self._transport.writelines(out)
+        if conn.our_state is h11.MUST_CLOSE or self._closing:
+            self.close()
+            return
+        conn.start_next_cycle()
+        self._last_active = self._loop.time()
+        self._phase = Phase.DRAINING if self._flow.write_paused else Phase.READING
+
+    def _encode(self, response: HttpResponse) -> list:
+        conn = self._conn
+        body = response.body
+        status = response.status
+        if status in _NO_BODY:
+            size, headers = 0, list(response.headers)
+        else:
+            size = len(body[0]) if len(body) == 1 else sum(map(len, body))
+            headers = response.headers + [(b"content-length", b"%d" % size)]
+        if self._extra_headers:
+            headers += self._extra_headers
+        if self._closing:
+            headers.append(_CLOSE)
+        out = [conn.send(h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b"")))]
+        if size and self._request is not None and self._request.method != b"HEAD":
+            # h11's sendfile hook: a Data whose len() is the body size. With Content-Length framing
+            # h11 only counts it and hands it back, so one send covers all buffers, uncopied.
+            conn.send_with_data_passthrough(h11.Data(data=_Sized(size)))
+            out += body
+        tail = conn.send(h11.EndOfMessage())
+        if tail:
+            out.append(tail)
+        return out
+
+    def _fail(self, status: int, message: str) -> None:
+        """Answer a request we cannot read (bad HTTP, too big) with an error, then close."""
+        conn = self._conn
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            body = _error_body(message)
+            headers = [_JSON, (b"content-length", b"%d" % len(body)), _CLOSE]
+            try:
+                head = conn.send(h11.Response(status_code=status, headers=headers,
+                                              reason=_REASONS.get(status, b"")))
+                self._transport.writelines([head, body])
+            except h11.LocalProtocolError:
+                pass
+        self.close()
+
+    # -- keep-alive --------------------------------------------------------------------------------
+    def _on_keepalive_timer(self) -> None:
+        """Close after keepalive_timeout s without input or output; checked lazily, one timer."""
+        self._timer = None
+        if self._phase is Phase.CLOSED:
+            return
+        idle_for = self._loop.time() - self._last_active
+        if self._phase is Phase.READING and idle_for >= self._keepalive_timeout:
+            self.close()
+            return
+        delay = self._keepalive_timeout - idle_for if self._phase is Phase.READING else self._keepalive_timeout
+        self._timer = self._loop.call_later(delay, self._on_keepalive_timer)
+
+
+class _Sized:
+    """Stands in for the body in h11's Data event: h11 needs only its length."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _internal_error(exc: BaseException) -> HttpResponse:
+    log.error("exception in HTTP app", exc_info=exc)
+    return HttpResponse(500, [_JSON], [_error_body(str(exc))])
+
+
+_DISPATCH: dict[type, Callable[[HttpProtocol, object], bool]] = {
+    h11.Request: HttpProtocol._on_request,  # type: ignore[dict-item]
+    h11.Data: HttpProtocol._on_data,  # type: ignore[dict-item]
+    h11.EndOfMessage: HttpProtocol._on_end_of_message,  # type: ignore[dict-item]
+    h11.NEED_DATA: HttpProtocol._on_need_data,
+    h11.PAUSED: HttpProtocol._on_paused,
+    h11.ConnectionClosed: HttpProtocol._on_connection_closed,  # type: ignore[dict-item]
+}
