@@ -39,6 +39,11 @@ class Model:
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         return await self.scheduler.submit(request)
 
+    def try_infer_now(self, request: InferenceRequest) -> InferenceResponse | None:
+        """A synchronous result when the scheduler can run it at once on the loop, else None."""
+        run_now = getattr(self.scheduler, "try_run_now", None)
+        return run_now(request) if run_now is not None else None
+
     def is_healthy(self) -> bool:
         return True
 

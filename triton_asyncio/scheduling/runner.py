@@ -30,6 +30,18 @@ class InstanceRunner:
         self._runs = 0
         self.allow_inline = allow_inline
 
+    @property
+    def inline_ready(self) -> bool:
+        """Whether executes have been measured small enough to run on the loop."""
+        return self.allow_inline and self._runs >= _PROBE_RUNS and self._mean_ns < INLINE_BELOW_NS
+
+    def run_inline(self, requests: list[InferenceRequest]) -> tuple[list[InferenceResponse], int]:
+        t0 = time.perf_counter_ns()
+        responses = self.executor.execute(requests)
+        ns = time.perf_counter_ns() - t0
+        self._observe(ns)
+        return responses, ns
+
     async def run(self, requests: list[InferenceRequest]) -> tuple[list[InferenceResponse], int]:
         """Execute; returns the responses and the execute duration in ns."""
         if self.allow_inline and self._runs >= _PROBE_RUNS and self._mean_ns < INLINE_BELOW_NS:

@@ -89,6 +89,17 @@ class InferenceServer:
         return self.manager.index(ready_only)
 
     # -- inference (hot path) ----------------------------------------------------------------
+    def prepare(self, model: Model, request: InferenceRequest) -> InferenceResponse | None:
+        """Validate; then, when the model can run it at once on the loop, do so and return the
+        response. None means the caller must `await infer_prepared(...)`."""
+        if request.shm_inputs:
+            raise TritonError(ErrorCode.UNSUPPORTED, "shared memory inputs are not supported yet")
+        validate_request(request, model.spec)
+        return model.try_infer_now(request)
+
+    async def infer_prepared(self, model: Model, request: InferenceRequest) -> InferenceResponse:
+        return await model.infer(request)
+
     async def infer(self, model: Model, request: InferenceRequest) -> InferenceResponse:
         """Validate against the model's spec, then run it; ownership passes to the scheduler."""
         if request.shm_inputs:

@@ -127,19 +127,25 @@ class HttpApp:
         return HttpResponse(200, list(_JSON), [body])
 
     # -- inference ---------------------------------------------------------------------------
-    def _infer(self, request: HttpRequest, params: dict) -> Awaitable[HttpResponse]:
-        return self._infer_async(request, params)
-
-    async def _infer_async(self, request: HttpRequest, params: dict) -> HttpResponse:
+    def _infer(self, request: HttpRequest, params: dict) -> HttpResponse | Awaitable[HttpResponse]:
+        """Decode and validate synchronously; a tiny model runs at once (no task), else await."""
         try:
-            return await self._run_infer(request, params)
+            model, infer_request = self._decode_infer(request, params)
+            response = self.server.prepare(model, infer_request)
+            if response is None:
+                return self._infer_async(request, model, infer_request)
+            return self._encode_infer(request, model, infer_request, response)
         except TritonError as e:
-            response = _error(e)
-            if e.code is ErrorCode.UNSUPPORTED and e.message == "Unsupported compression type":
-                response.headers.append((b"accept-encoding", b"gzip, deflate"))
-            return response
+            return _infer_error(e)
 
-    async def _run_infer(self, request: HttpRequest, params: dict) -> HttpResponse:
+    async def _infer_async(self, request: HttpRequest, model, infer_request) -> HttpResponse:
+        try:
+            response = await self.server.infer_prepared(model, infer_request)
+            return self._encode_infer(request, model, infer_request, response)
+        except TritonError as e:
+            return _infer_error(e)
+
+    def _decode_infer(self, request: HttpRequest, params: dict):
         name, version = params["model"], _version(params)
         model = self.server.model(name, version)
         if model.spec.decoupled:
@@ -149,13 +155,14 @@ class HttpApp:
         encoding = request.header(b"content-encoding")
         if encoding:
             body = compression.decompress(body, encoding, self.max_input_size)
-        hcl = request.header(b"inference-header-content-length")
-        header_length = _header_length(hcl)
+        header_length = _header_length(request.header(b"inference-header-content-length"))
         if header_length == 0:
             infer_request = kserve_json.decode_raw_infer(body, name, version, model.spec, self.max_input_size)
         else:
             infer_request = kserve_json.decode_infer(body, header_length, name, version, self.max_input_size)
-        response = await self.server.infer(model, infer_request)
+        return model, infer_request
+
+    def _encode_infer(self, request: HttpRequest, model, infer_request, response) -> HttpResponse:
         chunks, json_length = kserve_json.encode_infer_response(
             response, infer_request, model.labels, max_batch_size=model.spec.max_batch_size)
         headers: list[tuple[bytes, bytes]]
@@ -168,6 +175,13 @@ class HttpApp:
         if accept:
             chunks = compression.compress_response(chunks, accept, headers)
         return HttpResponse(200, headers, chunks)
+
+
+def _infer_error(e: TritonError) -> HttpResponse:
+    response = _error(e)
+    if e.code is ErrorCode.UNSUPPORTED and e.message == "Unsupported compression type":
+        response.headers.append((b"accept-encoding", b"gzip, deflate"))
+    return response
 
 
 def _header_length(value: bytes | None) -> int | None:
