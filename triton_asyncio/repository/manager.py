@@ -80,13 +80,11 @@ class RepositoryManager:
             location = ModelLocation(name, version, entry.path, os.path.join(entry.path, str(version)))
             try:
                 model = build_model(prepared.backend_cls, prepared.config, prepared.spec, location)
-            except TritonError as e:
-                self._fail(entry, version, e)
-                errors.append(f"version {version} is at UNAVAILABLE state: {_reason(e)}")
-                continue
             except Exception as e:  # a broken model file must not take the server down
-                self._fail(entry, version, TritonError(ErrorCode.INTERNAL, f"{type(e).__name__}: {e}"))
-                errors.append(f"version {version} is at UNAVAILABLE state: Internal: {e}")
+                error = e if isinstance(e, TritonError) else TritonError(
+                    ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
+                self._fail(entry, version, error)
+                errors.append(f"version {version} is at UNAVAILABLE state: {_reason(error)}")
                 continue
             entry.loaded[version] = model
             state.set(_READY)

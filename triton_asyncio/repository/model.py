@@ -58,6 +58,7 @@ def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: Mo
     """Create the backend and every instance of one version; raises TritonError on failure."""
     backend = backend_cls(config, location)
     instances: list[ModelInstance] = []
+    active: list[ModelInstance] = []
     try:
         for g_index, group in enumerate(config.instance_group):
             group_name = group.name or f"{config.name}_{g_index}"
@@ -65,23 +66,19 @@ def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: Mo
             devices = list(group.gpus) if kind == "KIND_GPU" else [0]
             for device in devices or [0]:
                 for i in range(group.count):
-                    instances.append(backend.create_instance(f"{group_name}_{i}", kind, device))
+                    instance = backend.create_instance(f"{group_name}_{i}", kind, device)
+                    instances.append(instance)
+                    if not group.passive:
+                        active.append(instance)
     except BaseException:
         for instance in instances:
             _quietly(instance.finalize, "cleaning up after a failed load")
         _quietly(backend.finalize, "cleaning up after a failed load")
         raise
     stats = ModelStats()
-    active = [i for i, g in _instance_groups(config, instances) if not g.passive] or instances
-    scheduler = DefaultScheduler(active, stats, batching=config.max_batch_size > 0)
+    scheduler = DefaultScheduler(active or instances, stats, batching=config.max_batch_size > 0)
     labels = load_labels(config, location.model_dir)
     return Model(config.name, location.version, config, spec, backend, instances, scheduler, stats, labels)
-
-
-def _instance_groups(config: Any, instances: list[ModelInstance]):
-    by_name = {g.name or f"{config.name}_{n}": g for n, g in enumerate(config.instance_group)}
-    for instance in instances:
-        yield instance, by_name.get(instance.name.rsplit("_", 1)[0], config.instance_group[0])
 
 
 def _kind_name(kind: int) -> str:

@@ -44,13 +44,10 @@ class InstanceRunner:
 
     async def run(self, requests: list[InferenceRequest]) -> tuple[list[InferenceResponse], int]:
         """Execute; returns the responses and the execute duration in ns."""
-        if self.allow_inline and self._runs >= _PROBE_RUNS and self._mean_ns < INLINE_BELOW_NS:
-            t0 = time.perf_counter_ns()
-            responses = self.executor.execute(requests)
-            ns = time.perf_counter_ns() - t0
-        else:
-            loop = asyncio.get_running_loop()
-            responses, ns = await loop.run_in_executor(self._thread, self._timed, requests)
+        if self.inline_ready:
+            return self.run_inline(requests)
+        loop = asyncio.get_running_loop()
+        responses, ns = await loop.run_in_executor(self._thread, self._timed, requests)
         self._observe(ns)
         return responses, ns
 

@@ -102,10 +102,8 @@ class InferenceServer:
 
     async def infer(self, model: Model, request: InferenceRequest) -> InferenceResponse:
         """Validate against the model's spec, then run it; ownership passes to the scheduler."""
-        if request.shm_inputs:
-            raise TritonError(ErrorCode.UNSUPPORTED, "shared memory inputs are not supported yet")
-        validate_request(request, model.spec)
-        return await model.infer(request)
+        response = self.prepare(model, request)
+        return response if response is not None else await model.infer(request)
 
     # -- life cycle --------------------------------------------------------------------------
     async def stop(self) -> None:

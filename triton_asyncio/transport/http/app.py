@@ -6,7 +6,6 @@ Rules: no inference logic here; a TritonError becomes `codec.status.http_status(
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +13,7 @@ from ...codec import compression, kserve_json
 from ...codec.routes import Endpoint, RouteError, route
 from ...codec.status import error_body, http_status
 from ...errors import ErrorCode, TritonError, invalid_arg
+from ...repository.config import config_json_body
 from ...server.inference_server import InferenceServer
 from .messages import HttpRequest, HttpResponse
 
@@ -25,10 +25,6 @@ _EMPTY_OK = HttpResponse(200, [(b"content-type", b"text/plain")], [])
 _EMPTY_400 = HttpResponse(400, [(b"content-type", b"text/plain")], [])
 
 Handler = Callable[[HttpRequest, dict], "HttpResponse | Awaitable[HttpResponse]"]
-
-
-def _json(status: int, obj) -> HttpResponse:
-    return HttpResponse(status, list(_JSON), [json.dumps(obj, separators=(",", ":")).encode()])
 
 
 def _error(e: TritonError) -> HttpResponse:
@@ -106,10 +102,8 @@ class HttpApp:
         return HttpResponse(400, list(_JSON), [error_body("Model version not ready")])
 
     def _model_config(self, request: HttpRequest, params: dict) -> HttpResponse:
-        from ...repository.config import config_to_json
-
         model = self.server.model(params["model"], _version(params))
-        return _json(200, config_to_json(model.config))
+        return HttpResponse(200, list(_JSON), [config_json_body(model.config)])
 
     def _stats(self, request: HttpRequest, params: dict) -> HttpResponse:
         models = self.server.statistics(params.get("model", ""), _version(params))
