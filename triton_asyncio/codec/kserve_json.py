@@ -38,6 +38,7 @@ _NON_ARRAY = "attempt to access JSON non-array as array"
 _UINT64_MAX = 2**64 - 1
 _INT64 = (-(2**63), 2**63 - 1)
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_DECODE = json.JSONDecoder().decode
 
 
 def encode_json(obj: Any) -> bytes:
@@ -52,7 +53,8 @@ def parse_json(buffer) -> Any:
     if not buffer.strip():
         raise internal("failed to parse the request JSON buffer: The document is empty. at 0")
     try:
-        return json.loads(buffer)
+        # decode here: json.loads on bytes first sniffs for UTF-16/32, which the protocol rules out
+        return _DECODE(buffer.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as e:
         pos = getattr(e, "pos", 0)
         raise internal(f"failed to parse the request JSON buffer: {getattr(e, 'msg', e)} at {pos}") from None
@@ -168,6 +170,8 @@ def _content_error(has_data: bool, has_binary: bool, has_shm: bool) -> str:
 
 
 def _decode_input(request: InferenceRequest, item, reader: BinaryReader, max_input_size: int) -> None:
+    if _decode_binary_input(request, item, reader):
+        return
     params = _params(item)
     has_data = isinstance(item, dict) and "data" in item
     has_binary = "binary_data_size" in params
@@ -189,9 +193,36 @@ def _decode_input(request: InferenceRequest, item, reader: BinaryReader, max_inp
         request.inputs[name] = tensor_from_json(name, datatype, shape, item["data"], max_input_size)
 
 
+def _decode_binary_input(request: InferenceRequest, item, reader: BinaryReader) -> bool:
+    """The common case, a well-formed binary input, in one pass; False means "take the slow path",
+    which also finds and words any error, so both paths accept and reject exactly the same."""
+    if type(item) is not dict or "data" in item:
+        return False
+    params = item.get("parameters")
+    if type(params) is not dict or len(params) != 1:
+        return False
+    size, name, datatype, shape = (params.get("binary_data_size"), item.get("name"), item.get("datatype"),
+                                   item.get("shape"))
+    if (type(size) is not int or not 0 <= size <= _UINT64_MAX or type(name) is not str or type(datatype) is not str
+            or type(shape) is not list):
+        return False
+    for d in shape:
+        if type(d) is not int or not 0 <= d <= _UINT64_MAX:
+            return False
+    request.inputs[name] = Tensor(name, datatype, shape, raw=reader.take(name, size, request.model_name)
+                                  if size else b"")
+    return True
+
+
 def _decode_outputs(request: InferenceRequest, items: list) -> None:
     outputs: dict[str, RequestedOutput] = {}
     for item in items:
+        if type(item) is dict and type(name := item.get("name")) is str:
+            params = item.get("parameters")
+            if params is None or (type(params) is dict and len(params) == 1
+                                  and type(binary := params.get("binary_data")) is bool):
+                outputs[name] = RequestedOutput(name, params is not None and binary)
+                continue
         params = _params(item)
         if "shared_memory_region" in params:
             if "classification" in params:

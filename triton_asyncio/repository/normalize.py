@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from triton_asyncio.core.datatype import config_to_wire
+from triton_asyncio.core.datatype import ELEMENT_SIZE, config_to_wire
 from triton_asyncio.errors import ErrorCode, TritonError, invalid_arg
 from triton_asyncio.pb import model_config_pb2 as mc
 
@@ -52,6 +52,9 @@ class ModelSpec:
     outputs: dict[str, TensorSpec]
     decoupled: bool = False
     dynamic_batching: BatchingSpec | None = None
+    # name -> (datatype, dims as a list, bytes per batch item) when every input is required,
+    # fixed-size, of a fixed-width type, with no reshape and no shape tensor: validation's fast path
+    plain_inputs: dict[str, tuple[str, list[int], int]] | None = None
 
 
 def normalize_and_validate(config: Any, *, name: str = "", auto_complete: bool = True,
@@ -177,13 +180,28 @@ def model_spec(config: Any) -> ModelSpec:
         db = config.dynamic_batching
         batching = BatchingSpec(tuple(db.preferred_batch_size), db.max_queue_delay_microseconds,
                                 db.preserve_ordering, db.priority_levels, db.default_priority_level)
+    inputs = {io.name: tensor_spec(io) for io in config.input}
     return ModelSpec(
         name=config.name,
         platform=config.platform,
         backend=config.backend,
         max_batch_size=config.max_batch_size,
-        inputs={io.name: tensor_spec(io) for io in config.input},
+        inputs=inputs,
         outputs={io.name: tensor_spec(io) for io in config.output},
         decoupled=config.model_transaction_policy.decoupled,
         dynamic_batching=batching,
+        plain_inputs=_plain_inputs(inputs),
     )
+
+
+def _plain_inputs(inputs: dict[str, TensorSpec]) -> dict[str, tuple[str, list[int], int]] | None:
+    plain = {}
+    for name, t in inputs.items():
+        size = ELEMENT_SIZE.get(t.datatype, 0)
+        if (not size or t.optional or t.is_shape_tensor or t.reshape is not None or t.allow_ragged_batch
+                or any(d < 0 for d in t.dims)):
+            return None
+        for d in t.dims:
+            size *= d
+        plain[name] = (t.datatype, list(t.dims), size)
+    return plain

@@ -14,26 +14,39 @@ from ..core.request import InferenceRequest
 from ..core.response import InferenceResponse
 from .base import Executor
 
-# An execute below this (mean of recent runs) runs inline on the event loop.
+# An execute below this runs inline on the event loop.
 INLINE_BELOW_NS = 60_000
 _PROBE_RUNS = 16  # threaded runs measured before inline is considered
+_MAX_PROBE_RUNS = 4096
 _EWMA = 0.1
+# One inline sample counts for at most this much: a preempted or GC-paused run must not send a
+# tiny model back to the thread, while a model that is really slow crosses the line in 3 runs.
+_CLAMP_NS = 4 * INLINE_BELOW_NS
 
 
 class InstanceRunner:
-    __slots__ = ("executor", "_thread", "_mean_ns", "_runs", "allow_inline")
+    """Threaded runs probe the execute time; the fastest probe decides. A threaded run's wall
+    time includes waiting for the GIL the busy loop holds (up to the 5 ms switch interval), so
+    their minimum, not their mean, is the execute's own cost. Once inline, a clamped moving mean
+    of the inline runs decides whether to go back to the thread (and probe again)."""
+
+    __slots__ = ("executor", "_thread", "_inline", "_mean_ns", "_probes", "_probe_min_ns", "_probe_target",
+                 "allow_inline")
 
     def __init__(self, executor: Executor, allow_inline: bool = True) -> None:
         self.executor = executor
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=executor.name)
+        self._inline = False
         self._mean_ns = 0.0
-        self._runs = 0
+        self._probes = 0
+        self._probe_min_ns = INLINE_BELOW_NS
+        self._probe_target = _PROBE_RUNS
         self.allow_inline = allow_inline
 
     @property
     def inline_ready(self) -> bool:
         """Whether executes have been measured small enough to run on the loop."""
-        return self.allow_inline and self._runs >= _PROBE_RUNS and self._mean_ns < INLINE_BELOW_NS
+        return self._inline and self.allow_inline
 
     def run_inline(self, requests: list[InferenceRequest]) -> tuple[list[InferenceResponse], int]:
         t0 = time.perf_counter_ns()
@@ -57,11 +70,20 @@ class InstanceRunner:
         return responses, time.perf_counter_ns() - t0
 
     def _observe(self, ns: int) -> None:
-        self._runs += 1
-        if self._runs == 1:
-            self._mean_ns = ns
-        else:
-            self._mean_ns += _EWMA * (ns - self._mean_ns)
+        if self._inline:
+            self._mean_ns += _EWMA * (min(ns, _CLAMP_NS) - self._mean_ns)
+            if self._mean_ns >= INLINE_BELOW_NS:
+                # back to the thread; each fall-back doubles the next probe, so a model whose
+                # execute times vary widely cannot flip to and fro
+                self._inline = False
+                self._probes, self._probe_min_ns = 0, INLINE_BELOW_NS
+                self._probe_target = min(2 * self._probe_target, _MAX_PROBE_RUNS)
+            return
+        self._probes += 1
+        self._probe_min_ns = min(self._probe_min_ns, ns)
+        if self._probes >= self._probe_target and self._probe_min_ns < INLINE_BELOW_NS:
+            self._inline = True
+            self._mean_ns = self._probe_min_ns
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

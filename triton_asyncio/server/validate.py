@@ -32,6 +32,9 @@ def _prefix(request: InferenceRequest) -> str:
 
 def validate_request(request: InferenceRequest, spec) -> None:
     """Check `request` against `spec` (ModelSpec); reshapes inputs in place. Raises TritonError."""
+    plain = spec.plain_inputs
+    if plain is not None and _plain_request_ok(request, spec, plain):
+        return
     if request.outputs:
         _check_outputs(request, spec)
     _check_input_count(request, spec)
@@ -45,6 +48,45 @@ def validate_request(request: InferenceRequest, spec) -> None:
         _check_input(request, spec, tensor, ts, batched)
         if ts.reshape is not None:
             _reshape(tensor, ts, batched, batch)
+
+
+def _plain_request_ok(request: InferenceRequest, spec, plain: dict) -> bool:
+    """One pass for the common case (every input given, raw, matching): True means valid. False
+    means "not sure": the full checks below run and raise the error Triton would."""
+    inputs = request.inputs
+    if len(inputs) != len(plain):
+        return False
+    if request.outputs:
+        outputs = spec.outputs
+        for name in request.outputs:
+            if name not in outputs:
+                return False
+    max_batch = spec.max_batch_size
+    batch = -1
+    for name, tensor in inputs.items():
+        expected = plain.get(name)
+        if expected is None or tensor.array is not None:
+            return False
+        datatype, dims, item_size = expected
+        if tensor.datatype != datatype:
+            return False
+        shape = tensor.shape
+        if max_batch > 0:
+            if not shape or shape[1:] != dims:
+                return False
+            if batch < 0:
+                batch = shape[0]
+                if batch > max_batch:
+                    return False
+            elif shape[0] != batch:
+                return False
+            item_size *= batch
+        elif shape != dims:
+            return False
+        raw = tensor.raw
+        if (raw.nbytes if type(raw) is memoryview else len(raw)) != item_size:
+            return False
+    return True
 
 
 def _check_outputs(request: InferenceRequest, spec) -> None:

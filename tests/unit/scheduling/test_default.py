@@ -70,3 +70,46 @@ def test_requests_queue_when_instance_busy():
         await sched.stop()
 
     asyncio.run(run())
+
+
+def test_runner_inline_decision_is_robust_to_outliers():
+    from triton_asyncio.scheduling import runner as r
+
+    inst = r.InstanceRunner(Echo())
+    try:
+        for ns in [5_000_000] * 10 + [20_000] + [5_000_000] * 5:  # GIL waits inflate threaded runs
+            assert not inst.inline_ready
+            inst._observe(ns)
+        assert inst.inline_ready  # the fastest probe decides
+        inst._observe(2_000_000)  # one preempted inline run
+        assert inst.inline_ready
+        inst._observe(2_000_000)  # a model that is really slow now: back to the thread
+        assert not inst.inline_ready
+        for _ in range(2 * r._PROBE_RUNS - 1):  # probing again takes twice as long
+            inst._observe(10_000)
+            assert not inst.inline_ready
+        inst._observe(10_000)
+        assert inst.inline_ready
+    finally:
+        inst.close()
+
+
+def test_release_runs_queued_requests_inline_and_the_fast_path_resumes():
+    async def run():
+        stats = ModelStats()
+        sched = DefaultScheduler([Echo()], stats, batching=True)
+        for _ in range(16):
+            await sched.submit(_request())
+        runner = sched._idle.pop()  # the instance is busy elsewhere
+        tasks = [asyncio.ensure_future(sched.submit(_request())) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert sched.try_run_now(_request()) is None  # queued work goes first
+        sched._release(runner)  # runs the three queued requests, in order, at once
+        assert not sched._pending
+        responses = await asyncio.gather(*tasks)
+        assert [r.outputs[0].name for r in responses] == ["IN"] * 3
+        assert sched.try_run_now(_request()) is not None  # drained: back on the fast path
+        assert stats.success.count == 20 and sched.inflight_count() == 0
+        await sched.stop()
+
+    asyncio.run(run())

@@ -8,7 +8,18 @@ import pytest
 from triton_asyncio.core.request import InferenceRequest, RequestedOutput
 from triton_asyncio.core.tensor import Tensor
 from triton_asyncio.errors import ErrorCode, TritonError
+from triton_asyncio.repository.normalize import _plain_inputs
 from triton_asyncio.server.validate import validate_request
+
+FAST = {"on": True}
+
+
+@pytest.fixture(autouse=True, params=["fast-path", "full-checks"])
+def _both_paths(request):
+    """Every case runs with the plain-input fast path and without it: same outcome either way."""
+    FAST["on"] = request.param == "fast-path"
+    yield
+    FAST["on"] = True
 
 NOTE = ("NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be "
         "prepended to each input shape. If you want to specify the full shape including the batch dim in "
@@ -24,6 +35,7 @@ class TS:
     optional: bool = False
     reshape: tuple | None = None
     is_shape_tensor: bool = False
+    allow_ragged_batch: bool = False
 
 
 @dataclass
@@ -32,6 +44,10 @@ class Spec:
     max_batch_size: int
     inputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+
+    @property
+    def plain_inputs(self):
+        return _plain_inputs(self.inputs) if FAST["on"] else None
 
 
 def simple(max_batch_size=8):

@@ -168,7 +168,7 @@ class HttpApp:
         accept = request.header(b"accept-encoding")
         if accept:
             chunks = compression.compress_response(chunks, accept, headers)
-        return HttpResponse(200, headers, chunks)
+        return HttpResponse(200, headers, chunks, trusted=True)
 
 
 def _infer_error(e: TritonError) -> HttpResponse:

@@ -311,7 +311,9 @@ class HttpProtocol(asyncio.Protocol):
             headers += self._extra_headers
         if self._closing:
             headers.append(_CLOSE)
-        out = [conn.send(h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b"")))]
+        head = h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""),
+                            _parsed=response.trusted)
+        out = [conn.send(head)]
         if size and self._request is not None and self._request.method != b"HEAD":
             # h11's sendfile hook: a Data whose len() is the body size. With Content-Length framing
             # h11 only counts it and hands it back, so one send covers all buffers, uncopied.
