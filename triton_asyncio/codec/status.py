@@ -5,9 +5,32 @@ edge and nowhere else. Pure: no I/O.
 """
 from __future__ import annotations
 
+import enum
 import json
 
 from ..errors import ErrorCode
+
+
+class GrpcStatus(enum.IntEnum):
+    """gRPC status codes (grpc/status.h), as sent in `grpc-status` trailers."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
 
 # Triton's HttpCodeFromError: everything not listed is 400.
 _HTTP: dict[ErrorCode, int] = {
