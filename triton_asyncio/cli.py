@@ -27,13 +27,18 @@ from .server.startup_log import (
     options_table,
     server_option_rows,
 )
-from .transport.grpc.placeholder import UnimplementedGrpcProtocol
+from .transport.grpc.protocol import GrpcProtocol, GrpcServerState
+from .transport.grpc.service import GrpcService
 from .transport.http.app import HttpApp
 from .transport.http.protocol import HttpProtocol
 from .transport.http.protocol import ServerState as ConnectionState
 from .transport.metrics_http import metrics_app
 
 log = logging.getLogger("triton_asyncio")
+
+# --grpc-infer-response-compression-level: grpc-core turns a level into an algorithm the client
+# accepts; we answer every level but none with gzip (sent only to clients that accept it)
+_GRPC_COMPRESSION = {"none": None, "low": "gzip", "medium": "gzip", "high": "gzip"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,9 +109,16 @@ async def _start_listeners(options: ServerOptions, server: InferenceServer) -> l
     loop = asyncio.get_running_loop()
     listeners = []
     if options.allow_grpc:
-        gstate = ConnectionState()
-        srv = await loop.create_server(UnimplementedGrpcProtocol, options.grpc_address, options.grpc_port,
-                                       backlog=1024, reuse_address=True)
+        gstate = GrpcServerState()
+        service = GrpcService(server, header_forward_pattern=options.grpc_header_forward_pattern,
+                              restricted=options.grpc_restricted_protocols)
+        compression = _GRPC_COMPRESSION[options.grpc_infer_response_compression_level]
+        srv = await loop.create_server(
+            lambda: GrpcProtocol(service, server_state=gstate, compression=compression,
+                                 keepalive_time_ms=options.grpc_keepalive_time_ms,
+                                 keepalive_timeout_ms=options.grpc_keepalive_timeout_ms),
+            options.grpc_address, options.grpc_port, backlog=1024, reuse_address=True,
+            reuse_port=options.reuse_grpc_port or None)
         listeners.append(("GRPC", srv, gstate))
         log.info(grpc_started(options.grpc_address, options.grpc_port))
     if options.allow_http:
