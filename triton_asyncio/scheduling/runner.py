@@ -25,10 +25,10 @@ _CLAMP_NS = 4 * INLINE_BELOW_NS
 
 
 class InstanceRunner:
-    """Threaded runs probe the execute time; the fastest probe decides. A threaded run's wall
-    time includes waiting for the GIL the busy loop holds (up to the 5 ms switch interval), so
-    their minimum, not their mean, is the execute's own cost. Once inline, a clamped moving mean
-    of the inline runs decides whether to go back to the thread (and probe again)."""
+    """Threaded runs probe the execute's cost: the least CPU time its thread spent on one run (a
+    threaded run's wall time includes waiting for the GIL the busy loop holds, up to the 5 ms
+    switch interval). Once inline, a clamped moving mean of the inline runs' wall time decides
+    whether to go back to the thread (and probe again, for twice as many runs)."""
 
     __slots__ = ("executor", "_thread", "_inline", "_mean_ns", "_probes", "_probe_min_ns", "_probe_target",
                  "allow_inline")
@@ -60,14 +60,17 @@ class InstanceRunner:
         if self.inline_ready:
             return self.run_inline(requests)
         loop = asyncio.get_running_loop()
-        responses, ns = await loop.run_in_executor(self._thread, self._timed, requests)
-        self._observe(ns)
+        responses, ns, cpu_ns = await loop.run_in_executor(self._thread, self._timed, requests)
+        self._observe(cpu_ns)
         return responses, ns
 
-    def _timed(self, requests: list[InferenceRequest]) -> tuple[list[InferenceResponse], int]:
+    def _timed(self, requests: list[InferenceRequest]) -> tuple[list[InferenceResponse], int, int]:
+        # The probe uses this thread's CPU time: under load the wall time of a threaded run is
+        # mostly the wait for the GIL the busy loop holds, and would keep a tiny model off the loop.
+        c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         responses = self.executor.execute(requests)
-        return responses, time.perf_counter_ns() - t0
+        return responses, time.perf_counter_ns() - t0, time.thread_time_ns() - c0
 
     def _observe(self, ns: int) -> None:
         if self._inline:
