@@ -83,8 +83,11 @@ def test_runner_inline_decision_is_robust_to_outliers():
         assert inst.inline_ready  # the fastest probe decides
         inst._observe(2_000_000)  # one preempted inline run
         assert inst.inline_ready
-        inst._observe(2_000_000)  # a model that is really slow now: back to the thread
-        assert not inst.inline_ready
+        slow = 1
+        while inst.inline_ready:  # a model that is really slow now: back to the thread, soon
+            inst._observe(2_000_000)
+            slow += 1
+        assert slow <= 3
         for _ in range(2 * r._PROBE_RUNS - 1):  # probing again takes twice as long
             inst._observe(10_000)
             assert not inst.inline_ready
