@@ -4,6 +4,8 @@
   simple               INPUT0, INPUT1 INT32 dims [16], max_batch_size 8; OUTPUT0 = INPUT0 + INPUT1,
                        OUTPUT1 = INPUT0 - INPUT1
   simple_int8          the same in INT8 (wraps around on overflow)
+  simple_dyna          like simple, served by the dynamic batcher (preferred batch sizes 4 and 8,
+                       max queue delay 2000 us)
   simple_identity      INPUT0 BYTES (TYPE_STRING) dims [-1], max_batch_size 8; OUTPUT0 = INPUT0
   simple_autocomplete  like simple, but no config.pbtxt: the server completes the configuration
                        from the ONNX model (symbolic batch dim, so it can infer batching)
@@ -92,6 +94,13 @@ def _simple(outdir, name="simple", t=I32):
     _write(outdir, name, {1: _onnx_model(name, ins, outs, nodes)}, _config(name, ins, outs))
 
 
+def _simple_dyna(outdir):
+    name = "simple_dyna"
+    ins, outs, nodes = _arith(I32)
+    batching = "dynamic_batching {\n  preferred_batch_size: [ 4, 8 ]\n  max_queue_delay_microseconds: 2000\n}\n"
+    _write(outdir, name, {1: _onnx_model(name, ins, outs, nodes)}, _config(name, ins, outs, extra=batching))
+
+
 def _simple_identity(outdir):
     ins, outs = [("INPUT0", STR, [-1])], [("OUTPUT0", STR, [-1])]
     onnx_dims = [("INPUT0", STR, ["n"])], [("OUTPUT0", STR, ["n"])]
@@ -153,6 +162,7 @@ def _digits(outdir, verbose=True):
 BUILDERS = {
     "simple": _simple,
     "simple_int8": lambda out: _simple(out, "simple_int8", I8),
+    "simple_dyna": _simple_dyna,
     "simple_identity": _simple_identity,
     "simple_autocomplete": _simple_autocomplete,
     "simple_versions": _simple_versions,
@@ -183,7 +193,7 @@ def check_repository(outdir):
 
     rng = np.random.default_rng(SEED)
     a, b = (rng.integers(-1000, 1000, (3, 16), dtype=np.int32) for _ in range(2))
-    for name in ("simple", "simple_autocomplete"):
+    for name in ("simple", "simple_autocomplete", "simple_dyna"):
         o0, o1 = run(name, {"INPUT0": a, "INPUT1": b})
         assert o0.dtype == np.int32 and (o0 == a + b).all() and (o1 == a - b).all(), name
     for version, expect in ((1, a + b), (2, a * b)):

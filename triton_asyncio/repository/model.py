@@ -16,6 +16,7 @@ from ..core.response import InferenceResponse
 from ..core.stats import ModelStats
 from ..scheduling.base import Scheduler
 from ..scheduling.default import DefaultScheduler
+from ..scheduling.dynamic import DynamicBatcher
 
 log = logging.getLogger("triton_asyncio.repository")
 
@@ -76,9 +77,21 @@ def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: Mo
         _quietly(backend.finalize, "cleaning up after a failed load")
         raise
     stats = ModelStats()
-    scheduler = DefaultScheduler(active or instances, stats, batching=config.max_batch_size > 0)
+    scheduler = _make_scheduler(config, active or instances, stats)
     labels = load_labels(config, location.model_dir)
     return Model(config.name, location.version, config, spec, backend, instances, scheduler, stats, labels)
+
+
+def _make_scheduler(config: Any, instances: list[ModelInstance], stats: ModelStats) -> Scheduler:
+    """The dynamic batcher for a batching model that asks for it, else the default scheduler."""
+    if not (config.HasField("dynamic_batching") and config.max_batch_size > 0):
+        return DefaultScheduler(instances, stats, batching=config.max_batch_size > 0)
+    db = config.dynamic_batching
+    return DynamicBatcher(instances, stats, max_batch_size=config.max_batch_size,
+                          preferred_batch_sizes=tuple(db.preferred_batch_size),
+                          max_queue_delay_us=db.max_queue_delay_microseconds,
+                          preserve_ordering=db.preserve_ordering,
+                          max_queue_size=db.default_queue_policy.max_queue_size)
 
 
 def _kind_name(kind: int) -> str:

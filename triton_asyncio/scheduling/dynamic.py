@@ -1,0 +1,216 @@
+"""Triton's dynamic batcher: queue requests, form batches by `batch_policy`, run them on free instances.
+
+Rules: the policy decides, this module only waits and hands over. One driver task per scheduler
+wakes on an arrival, a freed instance, a cancelled request or the policy's timer; each batch runs
+in its own task, so several instances execute batches in parallel. A request's future resolves
+with its response, or its error; a backend exception fails every request of its batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable, Hashable
+
+from ..core.request import InferenceRequest, RequestState
+from ..core.response import InferenceResponse
+from ..core.stats import ModelStats
+from ..errors import ErrorCode, TritonError, internal, unavailable
+from .base import Executor, Scheduler
+from .batch_policy import BatchConfig, decide
+from .runner import InstanceRunner
+
+_EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
+_NS_PER_S = 1e9
+
+
+def signature(request: InferenceRequest) -> Hashable:
+    """Requests batch together only when their inputs agree on names, types and non-batch dims."""
+    return tuple(sorted((name, t.datatype, tuple(t.shape[1:])) for name, t in request.inputs.items()))
+
+
+def batch_size(request: InferenceRequest) -> int:
+    for t in request.inputs.values():
+        return max(1, t.shape[0]) if t.shape else 1
+    return 1
+
+
+class _Entry:
+    __slots__ = ("request", "future", "arrived_ns", "batch_size", "signature", "outcome")
+
+    def __init__(self, request: InferenceRequest, future: asyncio.Future, arrived_ns: int) -> None:
+        self.request = request
+        self.future = future
+        self.arrived_ns = arrived_ns
+        self.batch_size = batch_size(request)
+        self.signature = signature(request)
+        self.outcome: InferenceResponse | TritonError | None = None
+
+
+class DynamicBatcher(Scheduler):
+    def __init__(self, instances: list[Executor], stats: ModelStats, *, max_batch_size: int,
+                 preferred_batch_sizes: tuple[int, ...] = (), max_queue_delay_us: int = 0,
+                 preserve_ordering: bool = False, max_queue_size: int = 0,
+                 clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        super().__init__(instances, stats)
+        self.config = BatchConfig.make(max_batch_size, preferred_batch_sizes, max_queue_delay_us)
+        self._idle = [InstanceRunner(i) for i in reversed(instances)]
+        self._all = list(self._idle)
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._max_queue_size = max_queue_size
+        self._clock = clock
+        # preserve_ordering: dispatched batches in order; a batch's results wait for earlier batches
+        self._ordered: collections.deque[list[_Entry]] | None = collections.deque() if preserve_ordering else None
+        self._inflight = 0
+        self._wakeup: asyncio.Event | None = None
+        self._driver: asyncio.Task | None = None
+        self._batches: set[asyncio.Task] = set()
+        self._drained: asyncio.Event | None = None
+
+    def inflight_count(self) -> int:
+        return self._inflight
+
+    async def submit(self, request: InferenceRequest) -> InferenceResponse:
+        if self._max_queue_size and len(self._queue) >= self._max_queue_size:
+            raise unavailable(f"[request id: {request.log_id}] Exceeds maximum queue size")
+        self._ensure_driver()
+        request.set_state(RequestState.PENDING)
+        entry = _Entry(request, asyncio.get_running_loop().create_future(), self._clock())
+        self._queue.append(entry)
+        self._inflight += 1
+        self._wakeup.set()
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            self._withdraw(entry)
+            raise
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0 and self._drained is not None:
+                self._drained.set()
+
+    def _withdraw(self, entry: _Entry) -> None:
+        """A cancelled submit leaves the queue if its batch has not been formed yet."""
+        try:
+            self._queue.remove(entry)
+        except ValueError:
+            return  # already dispatched: the batch runs, its result for this request is dropped
+        entry.request.set_state(RequestState.RELEASED)
+        self._wakeup.set()
+
+    def _ensure_driver(self) -> None:
+        if self._driver is None:
+            self._wakeup = asyncio.Event()
+            self._driver = asyncio.get_running_loop().create_task(self._drive(), name="dynamic-batcher")
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        wakeup = self._wakeup
+        while True:
+            wake_at = None
+            while self._queue and self._idle:
+                decision = decide(self._queue, self.config, self._clock())
+                if not decision.count:
+                    wake_at = decision.wake_at_ns
+                    break
+                self._dispatch(decision.count)
+            wakeup.clear()
+            timer = None
+            if wake_at is not None:
+                timer = loop.call_later(max(0, wake_at - self._clock()) / _NS_PER_S, wakeup.set)
+            try:
+                await wakeup.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    def _dispatch(self, count: int) -> None:
+        batch = [self._queue.popleft() for _ in range(count)]
+        if self._ordered is not None:
+            self._ordered.append(batch)
+        task = asyncio.get_running_loop().create_task(self._run_batch(self._idle.pop(), batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, runner: InstanceRunner, batch: list[_Entry]) -> None:
+        started = self._clock()
+        requests = [e.request for e in batch]
+        for r in requests:
+            r.set_state(RequestState.EXECUTING)
+        try:
+            responses, compute_ns = await runner.run(requests)
+            if len(responses) != len(batch):
+                raise internal(f"model instance '{runner.executor.name}' returned {len(responses)} "
+                               f"responses for {len(batch)} requests")
+            outcomes: list[InferenceResponse | TritonError] = [r.error or r for r in responses]
+        except Exception as e:  # a backend bug fails the batch, never the scheduler
+            outcomes, compute_ns = [_as_error(runner, e)] * len(batch), 0
+        finally:
+            for r in requests:
+                r.set_state(RequestState.RELEASED)
+            self._idle.append(runner)
+            self._wakeup.set()
+        self._record(batch, outcomes, started, self._clock(), compute_ns)
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            entry.outcome = outcome
+        self._deliver(batch)
+
+    def _deliver(self, batch: list[_Entry]) -> None:
+        if self._ordered is None:
+            _resolve(batch)
+            return
+        while self._ordered and self._ordered[0][0].outcome is not None:
+            _resolve(self._ordered.popleft())
+
+    def _record(self, batch: list[_Entry], outcomes: list, started: int, done: int, compute_ns: int) -> None:
+        stats = self.stats
+        total = 0
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, TritonError):
+                stats.fail.add(done - entry.arrived_ns)
+                continue
+            total += entry.batch_size
+            stats.success.add(done - entry.arrived_ns)
+            stats.queue.add(started - entry.arrived_ns)
+            stats.compute_input.count += 1
+            stats.compute_infer.add(compute_ns)
+            stats.compute_output.count += 1
+        if total == 0:
+            return
+        stats.last_inference_ms = (done + _EPOCH_OFFSET_NS) // 1_000_000
+        stats.inference_count += total
+        stats.execution_count += 1
+        b = stats.batch(sum(e.batch_size for e in batch))
+        b.compute_input.count += 1
+        b.compute_infer.add(compute_ns)
+        b.compute_output.count += 1
+
+    async def stop(self) -> None:
+        if self._inflight:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+        if self._driver is not None:
+            self._driver.cancel()
+            await asyncio.wait([self._driver])
+        for runner in self._all:
+            runner.close()
+        for entry in self._queue:
+            if not entry.future.done():
+                entry.future.set_exception(TritonError(ErrorCode.UNAVAILABLE, "model is unloading"))
+
+
+def _resolve(batch: list[_Entry]) -> None:
+    for entry in batch:
+        if entry.future.done():  # the submit was cancelled while its batch ran
+            continue
+        if isinstance(entry.outcome, TritonError):
+            entry.future.set_exception(entry.outcome)
+        else:
+            entry.future.set_result(entry.outcome)
+
+
+def _as_error(runner: InstanceRunner, e: Exception) -> TritonError:
+    if isinstance(e, TritonError):
+        return e
+    return internal(f"Failed to process the request(s) for model instance "
+                    f"'{runner.executor.name}', message: {type(e).__name__}: {e}")
