@@ -12,12 +12,12 @@ import asyncio
 import collections
 import functools
 import logging
-import socket
 from collections.abc import Callable
 
 from ...codec.status import GrpcStatus
 from ..http.flow import FlowControl
 from ..http.protocol import ServerState
+from ..tcp import set_nodelay
 from .connection import (
     CallAborted,
     CallReset,
@@ -86,12 +86,7 @@ class GrpcProtocol(asyncio.Protocol):
         self._drained = asyncio.Event()
         self._state.connections.add(self)
         self._peer = _peer_name(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         self._conn = GrpcConnection(max_message_size=self._max_message_size, compression=self._compression,
                                     max_concurrent_streams=self._max_streams)
         self._transport.write(self._conn.data_to_send())

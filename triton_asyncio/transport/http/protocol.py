@@ -12,12 +12,12 @@ import asyncio
 import enum
 import json
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 
 import h11
 
+from ..tcp import set_nodelay
 from .flow import FlowControl
 from .messages import HttpRequest, HttpResponse
 
@@ -116,12 +116,7 @@ class HttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport = transport  # type: ignore[assignment]
         self._flow = FlowControl(self._transport)
         self._state.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         self._last_active = self._loop.time()
         self._timer = self._loop.call_later(self._keepalive_timeout, self._on_keepalive_timer)
 
