@@ -15,8 +15,10 @@ from ..core.request import InferenceRequest
 from ..core.response import InferenceResponse
 from ..core.stats import ModelStats
 from ..scheduling.base import Scheduler
+from ..scheduling.batch_policy import QueuePolicy
 from ..scheduling.default import DefaultScheduler
 from ..scheduling.dynamic import DynamicBatcher
+from . import warmup
 
 log = logging.getLogger("triton_asyncio.repository")
 
@@ -71,6 +73,8 @@ def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: Mo
                     instances.append(instance)
                     if not group.passive:
                         active.append(instance)
+        # Warmup: every instance runs the config's samples before the model can be READY.
+        warmup.run_warmup(config, location.version, location.model_dir, instances)
     except BaseException:
         for instance in instances:
             _quietly(instance.finalize, "cleaning up after a failed load")
@@ -91,7 +95,11 @@ def _make_scheduler(config: Any, instances: list[ModelInstance], stats: ModelSta
                           preferred_batch_sizes=tuple(db.preferred_batch_size),
                           max_queue_delay_us=db.max_queue_delay_microseconds,
                           preserve_ordering=db.preserve_ordering,
-                          max_queue_size=db.default_queue_policy.max_queue_size)
+                          priority_levels=db.priority_levels,
+                          default_priority_level=db.default_priority_level,
+                          default_queue_policy=QueuePolicy.of(db.default_queue_policy),
+                          priority_queue_policy={level: QueuePolicy.of(p)
+                                                 for level, p in db.priority_queue_policy.items()})
 
 
 def _kind_name(kind: int) -> str:

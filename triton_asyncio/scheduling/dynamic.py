@@ -1,8 +1,9 @@
 """Triton's dynamic batcher: queue requests, form batches by `batch_policy`, run them on free instances.
 
 Rules: the policy decides, this module only waits and hands over. One driver task per scheduler
-wakes on an arrival, a freed instance, a cancelled request or the policy's timer; each batch runs
-in its own task, so several instances execute batches in parallel. A request's future resolves
+wakes on an arrival, a freed instance, a cancelled request, the policy's timer or the earliest
+queued request's deadline (so a timeout fires even when no batch forms, unlike Triton's issue
+#7512); each batch runs in its own task, so several instances execute batches in parallel. A request's future resolves
 with its response, or its error; a backend exception fails every request of its batch.
 """
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 
 from ..core.request import InferenceRequest, RequestState
 from ..core.response import InferenceResponse
 from ..core.stats import ModelStats
 from ..errors import ErrorCode, TritonError, internal, unavailable
 from .base import Executor, Scheduler
-from .batch_policy import BatchConfig, decide
+from .batch_policy import BatchConfig, PriorityQueue, QueuePolicy, decide
 from .runner import InstanceRunner
 
 _EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
@@ -36,7 +37,7 @@ def batch_size(request: InferenceRequest) -> int:
 
 
 class _Entry:
-    __slots__ = ("request", "future", "arrived_ns", "batch_size", "signature", "outcome")
+    __slots__ = ("request", "future", "arrived_ns", "batch_size", "signature", "outcome", "deadline_ns")
 
     def __init__(self, request: InferenceRequest, future: asyncio.Future, arrived_ns: int) -> None:
         self.request = request
@@ -45,19 +46,24 @@ class _Entry:
         self.batch_size = batch_size(request)
         self.signature = signature(request)
         self.outcome: InferenceResponse | TritonError | None = None
+        self.deadline_ns = 0
 
 
 class DynamicBatcher(Scheduler):
     def __init__(self, instances: list[Executor], stats: ModelStats, *, max_batch_size: int,
                  preferred_batch_sizes: tuple[int, ...] = (), max_queue_delay_us: int = 0,
                  preserve_ordering: bool = False, max_queue_size: int = 0,
+                 priority_levels: int = 0, default_priority_level: int = 0,
+                 default_queue_policy: QueuePolicy | None = None,
+                 priority_queue_policy: Mapping[int, QueuePolicy] | None = None,
                  clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        """`max_queue_size` is a shorthand for a default queue policy with only that bound."""
         super().__init__(instances, stats)
         self.config = BatchConfig.make(max_batch_size, preferred_batch_sizes, max_queue_delay_us)
         self._idle = [InstanceRunner(i) for i in reversed(instances)]
         self._all = list(self._idle)
-        self._queue: collections.deque[_Entry] = collections.deque()
-        self._max_queue_size = max_queue_size
+        policy = default_queue_policy or QueuePolicy(max_queue_size=max_queue_size)
+        self._queue = PriorityQueue(priority_levels, default_priority_level, policy, priority_queue_policy)
         self._clock = clock
         # preserve_ordering: dispatched batches in order; a batch's results wait for earlier batches
         self._ordered: collections.deque[list[_Entry]] | None = collections.deque() if preserve_ordering else None
@@ -71,12 +77,11 @@ class DynamicBatcher(Scheduler):
         return self._inflight
 
     async def submit(self, request: InferenceRequest) -> InferenceResponse:
-        if self._max_queue_size and len(self._queue) >= self._max_queue_size:
+        entry = _Entry(request, asyncio.get_running_loop().create_future(), self._clock())
+        if not self._queue.push(entry, request.priority, request.timeout_us):
             raise unavailable(f"[request id: {request.log_id}] Exceeds maximum queue size")
         self._ensure_driver()
         request.set_state(RequestState.PENDING)
-        entry = _Entry(request, asyncio.get_running_loop().create_future(), self._clock())
-        self._queue.append(entry)
         self._inflight += 1
         self._wakeup.set()
         try:
@@ -91,10 +96,8 @@ class DynamicBatcher(Scheduler):
 
     def _withdraw(self, entry: _Entry) -> None:
         """A cancelled submit leaves the queue if its batch has not been formed yet."""
-        try:
-            self._queue.remove(entry)
-        except ValueError:
-            return  # already dispatched: the batch runs, its result for this request is dropped
+        if not self._queue.remove(entry):
+            return  # already dispatched or rejected: the batch runs, its result for this request is dropped
         entry.request.set_state(RequestState.RELEASED)
         self._wakeup.set()
 
@@ -107,13 +110,15 @@ class DynamicBatcher(Scheduler):
         loop = asyncio.get_running_loop()
         wakeup = self._wakeup
         while True:
+            self._expire()
             wake_at = None
             while self._queue and self._idle:
-                decision = decide(self._queue, self.config, self._clock())
+                decision = decide(self._queue.ordered(), self.config, self._clock())
                 if not decision.count:
                     wake_at = decision.wake_at_ns
                     break
                 self._dispatch(decision.count)
+            wake_at = _earliest(wake_at, self._queue.next_deadline())
             wakeup.clear()
             timer = None
             if wake_at is not None:
@@ -124,8 +129,17 @@ class DynamicBatcher(Scheduler):
                 if timer is not None:
                     timer.cancel()
 
+    def _expire(self) -> None:
+        """REJECT: fail queued requests past their deadline (DELAY ones were moved back by the queue)."""
+        now = self._clock()
+        for entry in self._queue.expire(now):
+            entry.request.set_state(RequestState.RELEASED)
+            self.stats.fail.add(now - entry.arrived_ns)
+            if not entry.future.done():
+                entry.future.set_exception(unavailable("Request timeout expired"))
+
     def _dispatch(self, count: int) -> None:
-        batch = [self._queue.popleft() for _ in range(count)]
+        batch = self._queue.pop(count)
         if self._ordered is not None:
             self._ordered.append(batch)
         task = asyncio.get_running_loop().create_task(self._run_batch(self._idle.pop(), batch))
@@ -194,9 +208,15 @@ class DynamicBatcher(Scheduler):
             await asyncio.wait([self._driver])
         for runner in self._all:
             runner.close()
-        for entry in self._queue:
+        for entry in self._queue.drain():
             if not entry.future.done():
                 entry.future.set_exception(TritonError(ErrorCode.UNAVAILABLE, "model is unloading"))
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return min(a, b)
 
 
 def _resolve(batch: list[_Entry]) -> None:

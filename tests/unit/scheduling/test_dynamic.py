@@ -12,6 +12,7 @@ from triton_asyncio.core.response import InferenceResponse
 from triton_asyncio.core.stats import ModelStats
 from triton_asyncio.core.tensor import Tensor
 from triton_asyncio.errors import ErrorCode, TritonError
+from triton_asyncio.scheduling.batch_policy import QueuePolicy, TimeoutAction
 from triton_asyncio.scheduling.dynamic import DynamicBatcher
 
 LONG_DELAY_US = 60_000_000  # never expires within a test: batches form by size only
@@ -37,9 +38,9 @@ class Recorder:
         return [InferenceResponse(r.model_name, "1", r.id, list(r.inputs.values())) for r in requests]
 
 
-def _request(i: int = 0, rows: int = 1, width: int = 4) -> InferenceRequest:
+def _request(i: int = 0, rows: int = 1, width: int = 4, **kw) -> InferenceRequest:
     t = Tensor("IN", "INT32", [rows, width], array=np.full((rows, width), i, np.int32))
-    return InferenceRequest("m", id=str(i), inputs={"IN": t})
+    return InferenceRequest("m", id=str(i), inputs={"IN": t}, **kw)
 
 
 def _batcher(instances, stats=None, **kw) -> DynamicBatcher:
@@ -186,6 +187,114 @@ def test_max_queue_size_rejects_with_tritons_message():
         assert info.value.message == "[request id: 1] Exceeds maximum queue size"
         first.cancel()
         await asyncio.gather(first, return_exceptions=True)
+        await sched.stop()
+
+    asyncio.run(run())
+
+
+async def _busy(sched: DynamicBatcher, rec: Recorder) -> asyncio.Future:
+    """Occupy the only instance with request "0" until `rec.gate` is set."""
+    first = asyncio.ensure_future(sched.submit(_request(0)))
+    while sched.inflight_count() == 0 or len(sched._queue):
+        await asyncio.sleep(0.001)
+    return first
+
+
+def test_higher_priority_level_is_batched_first():
+    async def run():
+        rec = Recorder(gate=threading.Event())
+        sched = _batcher([rec], max_batch_size=1, max_queue_delay_us=0, priority_levels=2, default_priority_level=2)
+        first = await _busy(sched, rec)
+        low = asyncio.ensure_future(sched.submit(_request(1)))  # priority 0: the default level, 2
+        high = asyncio.ensure_future(sched.submit(_request(2, priority=1)))
+        await asyncio.sleep(0.01)
+        rec.gate.set()
+        await asyncio.gather(first, low, high)
+        assert rec.seen == ["0", "2", "1"]
+        await sched.stop()
+
+    asyncio.run(run())
+
+
+def test_max_queue_size_per_priority_level():
+    async def run():
+        rec = Recorder(gate=threading.Event())
+        sched = _batcher([rec], max_batch_size=1, priority_levels=2, default_priority_level=1,
+                         priority_queue_policy={2: QueuePolicy(max_queue_size=1)})
+        first = await _busy(sched, rec)
+        queued = [asyncio.ensure_future(sched.submit(_request(1, priority=2)))]
+        await asyncio.sleep(0)
+        with pytest.raises(TritonError, match=r"^\[request id: 2\] Exceeds maximum queue size$"):
+            await sched.submit(_request(2, priority=2))
+        queued.append(asyncio.ensure_future(sched.submit(_request(3, priority=1))))  # level 1 is unbounded
+        await asyncio.sleep(0.01)
+        rec.gate.set()
+        await asyncio.gather(first, *queued)
+        assert rec.seen == ["0", "3", "1"]
+        await sched.stop()
+
+    asyncio.run(run())
+
+
+def test_reject_timeout_fires_without_any_other_traffic():
+    async def run():
+        rec, stats = Recorder(), ModelStats()
+        # the lone request can never reach the preferred size and the delay is a minute: no batch forms
+        sched = _batcher([rec], stats, preferred_batch_sizes=(8,),
+                         default_queue_policy=QueuePolicy(default_timeout_us=20_000))
+        request = _request(5)
+        with pytest.raises(TritonError) as info:
+            await asyncio.wait_for(sched.submit(request), 5)
+        assert info.value.code is ErrorCode.UNAVAILABLE and info.value.message == "Request timeout expired"
+        assert request.state is RequestState.RELEASED and rec.seen == [] and stats.fail.count == 1
+        assert sched.inflight_count() == 0
+        await sched.stop()
+
+    asyncio.run(run())
+
+
+def test_reject_timeout_fires_while_every_instance_is_busy():
+    async def run():
+        rec = Recorder(gate=threading.Event())
+        sched = _batcher([rec], max_queue_delay_us=0,
+                         default_queue_policy=QueuePolicy(default_timeout_us=20_000))
+        first = await _busy(sched, rec)
+        with pytest.raises(TritonError, match="^Request timeout expired$"):
+            await asyncio.wait_for(sched.submit(_request(1)), 5)
+        rec.gate.set()
+        await first
+        assert rec.seen == ["0"]
+        await sched.stop()
+
+    asyncio.run(run())
+
+
+def test_delay_moves_an_expired_request_behind_fresh_ones():
+    async def run():
+        rec = Recorder(gate=threading.Event())
+        policy = QueuePolicy(TimeoutAction.DELAY, default_timeout_us=LONG_DELAY_US, allow_timeout_override=True)
+        sched = _batcher([rec], max_batch_size=1, max_queue_delay_us=0, default_queue_policy=policy)
+        first = await _busy(sched, rec)
+        expiring = asyncio.ensure_future(sched.submit(_request(1, timeout_us=1_000)))  # override: 1 ms
+        await asyncio.sleep(0.03)
+        fresh = asyncio.ensure_future(sched.submit(_request(2)))
+        await asyncio.sleep(0)
+        rec.gate.set()
+        responses = await asyncio.gather(first, expiring, fresh)
+        assert [r.id for r in responses] == ["0", "1", "2"]  # delayed, never rejected
+        assert rec.seen == ["0", "2", "1"]
+        await sched.stop()
+
+    asyncio.run(run())
+
+
+def test_request_timeout_ignored_when_override_not_allowed():
+    async def run():
+        rec = Recorder()
+        policy = QueuePolicy(default_timeout_us=LONG_DELAY_US)
+        sched = _batcher([rec], preferred_batch_sizes=(8,), max_queue_delay_us=30_000, default_queue_policy=policy)
+        response = await asyncio.wait_for(sched.submit(_request(1, timeout_us=1_000)), 5)
+        assert response.id == "1" and rec.batches == [1]  # sent after the 30 ms delay, not rejected at 1 ms
         await sched.stop()
 
     asyncio.run(run())
