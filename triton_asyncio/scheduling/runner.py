@@ -7,6 +7,7 @@ microseconds costs more in the thread hand-off than it gains, so it runs inline 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -63,7 +64,15 @@ class InstanceRunner:
         if self.inline_ready:
             return self.run_inline(requests)
         loop = asyncio.get_running_loop()
-        responses, ns, cpu_ns = await loop.run_in_executor(self._thread, self._timed, requests)
+        future = loop.run_in_executor(self._thread, self._timed, requests)
+        try:
+            responses, ns, cpu_ns = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The execute cannot be stopped: the instance stays busy until it ends, so that the
+            # scheduler never starts a second execute on it (inline) while this one still runs.
+            with contextlib.suppress(Exception):
+                await future
+            raise
         self._observe(cpu_ns)
         return responses, ns
 

@@ -395,11 +395,15 @@ def test_empty_expect_header_sends_no_100():
     run(main())
 
 
-def test_connection_lost_while_app_runs_drops_the_result():
-    finished = []
+def test_connection_lost_while_app_runs_cancels_it():
+    finished, cancelled = [], []
 
     async def app(request: HttpRequest) -> HttpResponse:
-        await asyncio.sleep(0.01)
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
         finished.append(True)
         return echo(request)
 
@@ -407,10 +411,11 @@ def test_connection_lost_while_app_runs_drops_the_result():
         state = ServerState()
         protocol, transport = connect(app, server_state=state)
         protocol.data_received(GET)
+        await asyncio.sleep(0)
         protocol.connection_lost(None)
         assert protocol not in state.connections
         await asyncio.sleep(0.03)
-        assert finished == [True] and transport.out == b"" and not state.tasks
+        assert cancelled == [True] and not finished and transport.out == b"" and not state.tasks
     run(main())
 
 

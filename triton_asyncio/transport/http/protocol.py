@@ -102,6 +102,7 @@ class HttpProtocol(asyncio.Protocol):
         self._closing = False  # graceful shutdown: close after the current response
         self._last_active = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Future | None = None  # the app's task for the current request, if async
         # the request being read
         self._request: h11.Request | None = None
         self._headers: list[tuple[bytes, bytes]] = []
@@ -135,6 +136,9 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = Phase.CLOSED
         self._state.connections.discard(self)
+        if self._task is not None:
+            # the client is gone: a request still queued leaves the queue without executing
+            self._task.cancel()
         if self._timer is not None:
             self._timer.cancel()
         self._flow.resume_writing()  # wake anyone waiting on drain
@@ -249,10 +253,12 @@ class HttpProtocol(asyncio.Protocol):
             self._respond(_internal_error(exc))
             return
         self._phase = Phase.RUNNING
+        self._task = task
         self._state.tasks.add(task)
         task.add_done_callback(self._on_app_done)
 
     def _on_app_done(self, task: asyncio.Future) -> None:
+        self._task = None
         self._state.tasks.discard(task)  # type: ignore[arg-type]
         if task.cancelled():
             self.close()
