@@ -14,6 +14,7 @@ import time
 from . import TRITON_VERSION
 from .repository.loader import LoadSettings
 from .repository.manager import RepositoryManager
+from .server import response_cache
 from .server.cli_args import UsageError, parse_args, unsupported_flags
 from .server.inference_server import InferenceServer, ServerState
 from .server.options import ServerOptions
@@ -70,7 +71,8 @@ def build_server(options: ServerOptions) -> tuple[InferenceServer, dict[str, lis
         errors = {n: e for n in names if (e := manager.load(n))}
     else:
         errors = manager.load_all()
-    server = InferenceServer(manager, server_id=options.id, strict_readiness=options.strict_readiness)
+    server = InferenceServer(manager, server_id=options.id, strict_readiness=options.strict_readiness,
+                             response_cache=response_cache.from_settings(options.cache_config))
     return server, errors
 
 

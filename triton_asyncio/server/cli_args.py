@@ -34,7 +34,7 @@ UNIMPLEMENTED = frozenset({
     "allow_sagemaker", "allow_vertex_ai", "metrics_config",
     "trace_level", "trace_mode", "trace_file", "trace_log_frequency",
     "backend_directory", "backend_config", "repoagent_directory",
-    "cache_enabled", "cache_directory", "rate_limit", "rate_limit_resources",
+    "cache_directory", "rate_limit", "rate_limit_resources",
     "pinned_memory_pool_byte_size", "cuda_memory_pool_byte_size", "cuda_virtual_address_size",
     "host_policies",
 })

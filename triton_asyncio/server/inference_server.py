@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from typing import Any
 
 from .. import TRITON_VERSION
@@ -15,6 +16,7 @@ from ..core.response import InferenceResponse
 from ..errors import ErrorCode, TritonError, invalid_arg, unavailable
 from ..repository.manager import RepositoryManager
 from ..repository.model import Model
+from .response_cache import ResponseCache, request_key
 from .validate import validate_request
 
 log = logging.getLogger("triton_asyncio.server")
@@ -35,13 +37,14 @@ class ServerState(enum.Enum):
 
 class InferenceServer:
     def __init__(self, manager: RepositoryManager, *, server_id: str = "triton",
-                 strict_readiness: bool = True) -> None:
+                 strict_readiness: bool = True, response_cache: ResponseCache | None = None) -> None:
         self.manager = manager
         self.server_id = server_id
         self.version = TRITON_VERSION
         self.extensions = EXTENSIONS
         self.strict_readiness = strict_readiness
         self.state = ServerState.INITIALIZING
+        self.response_cache = response_cache
 
     # -- health ------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -95,15 +98,41 @@ class InferenceServer:
         if request.shm_inputs:
             raise TritonError(ErrorCode.UNSUPPORTED, "shared memory inputs are not supported yet")
         validate_request(request, model.spec)
+        if self.response_cache is not None and model.config.response_cache.enable:
+            return None  # infer_prepared looks the response up
         return model.try_infer_now(request)
 
     async def infer_prepared(self, model: Model, request: InferenceRequest) -> InferenceResponse:
+        if self.response_cache is not None and model.config.response_cache.enable:
+            return await self._infer_cached(model, request, self.response_cache)
         return await model.infer(request)
+
+    # -- response cache ----------------------------------------------------------------------
+    async def _infer_cached(self, model: Model, request: InferenceRequest,
+                            cache: ResponseCache) -> InferenceResponse:
+        """Hit: the cached outputs, no scheduling. Miss: run, then store a successful response."""
+        started = time.perf_counter_ns()
+        key = request_key(model.name, model.version, request)
+        response = cache.lookup(key, model.name, model.version_str, request.id)
+        looked_up = time.perf_counter_ns()
+        stats = model.stats
+        if response is not None:
+            stats.cache_hit.add(looked_up - started)
+            stats.success.add(looked_up - started)
+            stats.queue.add(0)
+            stats.last_inference_ms = time.time_ns() // 1_000_000
+            return response
+        response = await model.infer(request)
+        inserted = time.perf_counter_ns()
+        if response.error is None:
+            cache.insert(key, response)
+        stats.cache_miss.add(looked_up - started + time.perf_counter_ns() - inserted)
+        return response
 
     async def infer(self, model: Model, request: InferenceRequest) -> InferenceResponse:
         """Validate against the model's spec, then run it; ownership passes to the scheduler."""
         response = self.prepare(model, request)
-        return response if response is not None else await model.infer(request)
+        return response if response is not None else await self.infer_prepared(model, request)
 
     # -- life cycle --------------------------------------------------------------------------
     async def stop(self) -> None:

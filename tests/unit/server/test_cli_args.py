@@ -222,5 +222,5 @@ def test_unsupported_flags():
     assert unsupported_flags(parse()) == []
     assert unsupported_flags(parse("--grpc-use-ssl=true", "--cache-config=local,size=1", "--trace-config=level=tensors",
                                    "--grpc-keepalive-time=10")) == [
-        "grpc-use-ssl", "grpc-keepalive-time", "trace-config", "cache-config"]
+        "grpc-use-ssl", "grpc-keepalive-time", "trace-config"]
     assert unsupported_flags(parse_args(["--model-repository=s3://bucket/models"])) == ["model-repository"]
