@@ -6,6 +6,8 @@
   simple_int8          the same in INT8 (wraps around on overflow)
   simple_dyna          like simple, served by the dynamic batcher (preferred batch sizes 4 and 8,
                        max queue delay 2000 us)
+  simple_sequence      INPUT INT32 [1] + control START, max_batch_size 1, sequence_batching;
+                       OUTPUT = INPUT * (1 + START)
   simple_identity      INPUT0 BYTES (TYPE_STRING) dims [-1], max_batch_size 8; OUTPUT0 = INPUT0
   simple_autocomplete  like simple, but no config.pbtxt: the server completes the configuration
                        from the ONNX model (symbolic batch dim, so it can infer batching)
@@ -16,6 +18,8 @@
   digits               INPUT FP32 dims [64] (an 8x8 image, pixels 0..16), max_batch_size 8;
                        PROBS FP32 dims [10] (softmax), labels.txt "zero".."nine": logistic
                        regression trained here on sklearn's bundled digits data set (no download)
+  simple_ensemble      ensemble of two `simple` steps: INPUT0, INPUT1 -> (sum, diff) -> (sum + diff,
+                       sum - diff), so OUTPUT0 = 2 * INPUT0, OUTPUT1 = 2 * INPUT1; empty version dir 1/
 
 Every ONNX graph has a symbolic first dimension "batch". No downloads; needs numpy, onnx and
 scikit-learn (for `digits`). Importable: `build_repository(outdir)`.
@@ -158,16 +162,61 @@ def _digits(outdir, verbose=True):
     config = _config("digits", ins, outs, output_extra={"PROBS": 'label_filename: "labels.txt"'})
     _write(outdir, "digits", {1: model}, config, {"labels.txt": "\n".join(DIGIT_LABELS) + "\n"})
 
+def _simple_sequence(outdir):
+    """Stateless stand-in for Triton's accumulator (ONNX has no state): OUTPUT = INPUT * (1 + START),
+    so the first request of a sequence doubles its input: proof that the START control arrives."""
+    name = "simple_sequence"
+    ins, outs = [("INPUT", I32, [1]), ("START", I32, [1])], [("OUTPUT", I32, [1])]
+    one = numpy_helper.from_array(np.array([1], np.int32), "ONE")
+    nodes = [("Add", ["START", "ONE"], ["SCALE"], {}), ("Mul", ["INPUT", "SCALE"], ["OUTPUT"], {})]
+    model = _onnx_model(name, ins, outs, nodes, [one])
+    config = (f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 1\n'
+              "sequence_batching {\n  max_sequence_idle_microseconds: 5000000\n"
+              '  control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START '
+              "int32_false_true: [ 0, 1 ] } ] } ]\n}\n"
+              'input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+              'output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+              "instance_group [ { count: 1, kind: KIND_CPU } ]\n")
+    _write(outdir, name, {1: model}, config)
+
+
+def _simple_ensemble(outdir):
+    """Two `simple` steps chained through the ensemble tensors SUM and DIFF (needs `simple`)."""
+    name = "simple_ensemble"
+    path = os.path.join(outdir, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(os.path.join(path, "1"))  # Triton requires the version directory, even empty
+
+    def step(in0, in1, out0, out1):
+        return ('    {\n      model_name: "simple"\n      model_version: -1\n'
+                f'      input_map {{ key: "INPUT0" value: "{in0}" }}\n'
+                f'      input_map {{ key: "INPUT1" value: "{in1}" }}\n'
+                f'      output_map {{ key: "OUTPUT0" value: "{out0}" }}\n'
+                f'      output_map {{ key: "OUTPUT1" value: "{out1}" }}\n    }}')
+    def tensors(prefix):
+        return "".join(f'  {{ name: "{prefix}{i}" data_type: TYPE_INT32 dims: [ 16 ] }}{sep}\n'
+                       for i, sep in ((0, ","), (1, "")))
+    config = (f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: {MAX_BATCH}\n'
+              + "input [\n" + tensors("INPUT") + "]\n"
+              + "output [\n" + tensors("OUTPUT") + "]\n"
+              + "ensemble_scheduling {\n  step [\n"
+              + step("INPUT0", "INPUT1", "SUM", "DIFF") + ",\n"
+              + step("SUM", "DIFF", "OUTPUT0", "OUTPUT1") + "\n  ]\n}\n")
+    with open(os.path.join(path, "config.pbtxt"), "w", encoding="utf-8") as f:
+        f.write(config)
+
 
 BUILDERS = {
     "simple": _simple,
     "simple_int8": lambda out: _simple(out, "simple_int8", I8),
     "simple_dyna": _simple_dyna,
     "simple_identity": _simple_identity,
+    "simple_sequence": _simple_sequence,
     "simple_autocomplete": _simple_autocomplete,
     "simple_versions": _simple_versions,
     "big": _big,
     "digits": _digits,
+    "simple_ensemble": _simple_ensemble,
 }
 
 
@@ -207,6 +256,10 @@ def check_repository(outdir):
     s = np.array([["hello", "", "wörld"], ["a", "b c", "\u00e9"]], dtype=object)
     (o,) = run("simple_identity", {"INPUT0": s})
     assert o.shape == s.shape and list(o.flat) == list(s.flat), o
+    x5 = np.array([[5]], np.int32)
+    for start, expect in ((1, 10), (0, 5)):
+        (o,) = run("simple_sequence", {"INPUT": x5, "START": np.array([[start]], np.int32)})
+        assert o.tolist() == [[expect]], "simple_sequence"
     x = rng.standard_normal((2, 262144), dtype=np.float32)
     (y,) = run("big", {"INPUT0": x})
     assert (y == x).all(), "big"

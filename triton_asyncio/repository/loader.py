@@ -14,6 +14,7 @@ from ..backends.registry import backend_class, complete_backend_fields
 from ..errors import invalid_arg
 from . import config as config_io
 from . import normalize, versions
+from .ensemble import EnsembleBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ def prepare_model(path: str, name: str, settings: LoadSettings) -> PreparedModel
     if not config.name:
         config.name = name
     complete_backend_fields(config, path, available)
-    backend_cls = backend_class(config)
+    backend_cls = EnsembleBackend if config.platform == "ensemble" else backend_class(config)
     if settings.auto_complete and available:
         first = available[-1]
         backend_cls.auto_complete_config(config, ModelLocation(name, first, path, os.path.join(path, str(first))))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..backends.base import ModelLocation
 from ..errors import ErrorCode, TritonError, not_found, unavailable
+from .ensemble import Validator, build_ensemble
 from .lifecycle import CODE_STRINGS, ModelReadyState, VersionState
 from .loader import LoadSettings, prepare_model
 from .model import Model, build_model
@@ -39,6 +40,9 @@ class RepositoryManager:
         self.repositories = repositories
         self.settings = settings
         self.models: dict[str, ModelEntry] = {}
+        # Checks each ensemble step's internal request against its model (set by the server).
+        self.request_validator: Validator | None = None
+        self._loading: set[str] = set()
 
     # -- discovery ---------------------------------------------------------------------------
     def scan(self) -> None:
@@ -74,12 +78,19 @@ class RepositoryManager:
                 self._fail(entry, v, e)
             return [f"version {v} is at UNAVAILABLE state: {_reason(e)}" for v in versions]
         errors = []
+        is_ensemble = prepared.config.platform == "ensemble"
+        if is_ensemble:
+            self._load_composing(prepared.config)
         for version in prepared.versions:
             state = entry.states.setdefault(version, VersionState())
             state.set(ModelReadyState.LOADING)
             location = ModelLocation(name, version, entry.path, os.path.join(entry.path, str(version)))
             try:
-                model = build_model(prepared.backend_cls, prepared.config, prepared.spec, location)
+                if is_ensemble:
+                    model = build_ensemble(prepared.config, prepared.spec, location, self.resolve,
+                                           self._validate_step)
+                else:
+                    model = build_model(prepared.backend_cls, prepared.config, prepared.spec, location)
             except Exception as e:  # a broken model file must not take the server down
                 error = e if isinstance(e, TritonError) else TritonError(
                     ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
@@ -92,6 +103,21 @@ class RepositoryManager:
         entry.refresh_latest()
         return errors
 
+    def _validate_step(self, request, spec) -> None:
+        if self.request_validator is not None:
+            self.request_validator(request, spec)
+
+    def _load_composing(self, config) -> None:
+        """Load an ensemble's composing models first (those not tried yet); failures show on them."""
+        self._loading.add(config.name)
+        try:
+            for step in config.ensemble_scheduling.step:
+                dep = self.models.get(step.model_name)
+                if dep is not None and not dep.states and step.model_name not in self._loading:
+                    self.load(step.model_name)
+        finally:
+            self._loading.discard(config.name)
+
     def _fail(self, entry: ModelEntry, version: int, error: TritonError) -> None:
         state = entry.states.setdefault(version, VersionState())
         if state.state is ModelReadyState.UNKNOWN:
@@ -100,7 +126,12 @@ class RepositoryManager:
         log.error("failed to load '%s' version %d: %s", entry.name, version, _reason(error))
 
     def load_all(self) -> dict[str, list[str]]:
-        return {name: errs for name in sorted(self.models) if (errs := self.load(name))}
+        errors = {}
+        for name in sorted(self.models):
+            if not self.models[name].states:  # an ensemble may have loaded it already
+                if errs := self.load(name):
+                    errors[name] = errs
+        return errors
 
     async def unload_all(self) -> None:
         for entry in self.models.values():

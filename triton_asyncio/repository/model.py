@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend, ModelInstance, ModelLocation
+from ..core.datatype import config_to_wire
 from ..core.request import InferenceRequest
 from ..core.response import InferenceResponse
 from ..core.stats import ModelStats
@@ -18,6 +19,7 @@ from ..scheduling.base import Scheduler
 from ..scheduling.batch_policy import QueuePolicy
 from ..scheduling.default import DefaultScheduler
 from ..scheduling.dynamic import DynamicBatcher
+from ..scheduling.sequence import Control, SequenceBatcher
 from . import warmup
 
 log = logging.getLogger("triton_asyncio.repository")
@@ -87,7 +89,11 @@ def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: Mo
 
 
 def _make_scheduler(config: Any, instances: list[ModelInstance], stats: ModelStats) -> Scheduler:
-    """The dynamic batcher for a batching model that asks for it, else the default scheduler."""
+    """The sequence batcher, the dynamic batcher for a batching model that asks for it, else the default."""
+    if config.HasField("sequence_batching"):
+        sb = config.sequence_batching
+        return SequenceBatcher(instances, stats, model_name=config.name, max_batch_size=config.max_batch_size,
+                               controls=_sequence_controls(sb), idle_us=sb.max_sequence_idle_microseconds)
     if not (config.HasField("dynamic_batching") and config.max_batch_size > 0):
         return DefaultScheduler(instances, stats, batching=config.max_batch_size > 0)
     db = config.dynamic_batching
@@ -100,6 +106,27 @@ def _make_scheduler(config: Any, instances: list[ModelInstance], stats: ModelSta
                           default_queue_policy=QueuePolicy.of(db.default_queue_policy),
                           priority_queue_policy={level: QueuePolicy.of(p)
                                                  for level, p in db.priority_queue_policy.items()})
+
+
+_CONTROL_KINDS = {0: "START", 1: "READY", 2: "END", 3: "CORRID"}
+
+
+def _sequence_controls(sb: Any) -> tuple[Control, ...]:
+    """config `control_input` entries as the batcher's Control specs."""
+    controls = []
+    for control_input in sb.control_input:
+        for c in control_input.control:
+            kind = _CONTROL_KINDS[c.kind]
+            if kind == "CORRID":
+                datatype = config_to_wire(c.DESCRIPTOR.fields_by_name["data_type"].enum_type.values_by_number[c.data_type].name) or "UINT64"
+                controls.append(Control(control_input.name, kind, datatype))
+            elif len(c.fp32_false_true):
+                controls.append(Control(control_input.name, kind, "FP32", tuple(c.fp32_false_true)))
+            elif len(c.bool_false_true):
+                controls.append(Control(control_input.name, kind, "BOOL", tuple(c.bool_false_true)))
+            else:
+                controls.append(Control(control_input.name, kind, "INT32", tuple(c.int32_false_true) or (0, 1)))
+    return tuple(controls)
 
 
 def _kind_name(kind: int) -> str:

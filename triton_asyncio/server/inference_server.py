@@ -39,6 +39,7 @@ class InferenceServer:
     def __init__(self, manager: RepositoryManager, *, server_id: str = "triton",
                  strict_readiness: bool = True, response_cache: ResponseCache | None = None) -> None:
         self.manager = manager
+        manager.request_validator = validate_request
         self.server_id = server_id
         self.version = TRITON_VERSION
         self.extensions = EXTENSIONS
