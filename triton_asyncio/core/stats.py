@@ -4,7 +4,11 @@ Rules: plain counters updated by the scheduler and backends; rendering belongs t
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+# perf_counter_ns() + this = ns since the epoch: schedulers read one clock per request, not two
+EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
 
 
 @dataclass(slots=True)
@@ -45,3 +49,31 @@ class ModelStats:
         if b is None:
             b = self.batches[size] = BatchStats(size)
         return b
+
+    # Field by field rather than Duration.add: these run once per request on the event loop.
+    def record_request(self, arrived: int, started: int, done: int, compute_ns: int) -> None:
+        """One successful request (perf_counter ns): end to end, queued, and its execution's compute
+        time, which Triton reports for every request of a batch."""
+        d = self.success
+        d.count += 1
+        d.ns += done - arrived
+        d = self.queue
+        d.count += 1
+        d.ns += started - arrived
+        self.compute_input.count += 1
+        d = self.compute_infer
+        d.count += 1
+        d.ns += compute_ns
+        self.compute_output.count += 1
+
+    def record_execution(self, inferences: int, batch_size: int, compute_ns: int, done: int) -> None:
+        """One execution of `batch_size` rows, `inferences` of them successful, ended at `done`."""
+        self.last_inference_ms = (done + EPOCH_OFFSET_NS) // 1_000_000
+        self.inference_count += inferences
+        self.execution_count += 1
+        b = self.batches.get(batch_size) or self.batch(batch_size)
+        b.compute_input.count += 1
+        d = b.compute_infer
+        d.count += 1
+        d.ns += compute_ns
+        b.compute_output.count += 1

@@ -16,9 +16,6 @@ from ..errors import ErrorCode, TritonError, internal
 from .base import Executor, Scheduler
 from .runner import InstanceRunner
 
-# perf_counter_ns + this = ns since the epoch: one clock read per request instead of two
-_EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
-
 
 class _Waiter:
     __slots__ = ("request", "arrived", "future")
@@ -109,8 +106,9 @@ class DefaultScheduler(Scheduler):
         if response is None or response.error is not None:
             self.stats.fail.add(done - arrived)
             raise error if response is None else response.error
-        batch = (request.inputs and next(iter(request.inputs.values())).shape[0]) if self._batching else 1
-        self._record_success(arrived, started, done, compute_ns, batch or 1)
+        batch = ((request.inputs and next(iter(request.inputs.values())).shape[0]) or 1) if self._batching else 1
+        self.stats.record_request(arrived, started, done, compute_ns)
+        self.stats.record_execution(batch, batch, compute_ns, done)
         return response
 
     async def _wait_for_instance(self, request: InferenceRequest, arrived: int) -> InstanceRunner | InferenceResponse:
@@ -160,30 +158,6 @@ class DefaultScheduler(Scheduler):
         finally:
             request.set_state(RequestState.RELEASED)
         return self._finish(request, response, error, arrived, started, compute_ns)
-
-    def _record_success(self, arrived: int, started: int, done: int, compute_ns: int, batch: int) -> None:
-        # Field by field rather than Duration.add: this runs once per request on the loop.
-        stats = self.stats
-        stats.last_inference_ms = (done + _EPOCH_OFFSET_NS) // 1_000_000
-        stats.inference_count += batch
-        stats.execution_count += 1
-        d = stats.success
-        d.count += 1
-        d.ns += done - arrived
-        d = stats.queue
-        d.count += 1
-        d.ns += started - arrived
-        stats.compute_input.count += 1
-        d = stats.compute_infer
-        d.count += 1
-        d.ns += compute_ns
-        stats.compute_output.count += 1
-        b = stats.batches.get(batch) or stats.batch(batch)
-        b.compute_input.count += 1
-        d = b.compute_infer
-        d.count += 1
-        d.ns += compute_ns
-        b.compute_output.count += 1
 
     async def stop(self) -> None:
         if self._inflight:

@@ -21,7 +21,6 @@ from .base import Executor, Scheduler
 from .batch_policy import BatchConfig, PriorityQueue, QueuePolicy, decide
 from .runner import InstanceRunner
 
-_EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
 _NS_PER_S = 1e9
 
 
@@ -184,20 +183,9 @@ class DynamicBatcher(Scheduler):
                 stats.fail.add(done - entry.arrived_ns)
                 continue
             total += entry.batch_size
-            stats.success.add(done - entry.arrived_ns)
-            stats.queue.add(started - entry.arrived_ns)
-            stats.compute_input.count += 1
-            stats.compute_infer.add(compute_ns)
-            stats.compute_output.count += 1
-        if total == 0:
-            return
-        stats.last_inference_ms = (done + _EPOCH_OFFSET_NS) // 1_000_000
-        stats.inference_count += total
-        stats.execution_count += 1
-        b = stats.batch(sum(e.batch_size for e in batch))
-        b.compute_input.count += 1
-        b.compute_infer.add(compute_ns)
-        b.compute_output.count += 1
+            stats.record_request(entry.arrived_ns, started, done, compute_ns)
+        if total:
+            stats.record_execution(total, sum(e.batch_size for e in batch), compute_ns, done)
 
     async def stop(self) -> None:
         if self._inflight:

@@ -277,25 +277,11 @@ class SequenceBatcher(Scheduler):
                     item.future.set_exception(failure)
                 continue
             ok += 1
-            self.stats.success.add(done - item.arrived)
-            self.stats.queue.add(started - item.arrived)
+            self.stats.record_request(item.arrived, started, done, compute_ns)
             if not item.future.done():
                 item.future.set_result(response)
         if ok:
-            self._record_execution(ok, compute_ns, done)
-
-    def _record_execution(self, size: int, compute_ns: int, done: int) -> None:
-        stats = self.stats
-        stats.last_inference_ms = time.time_ns() // 1_000_000
-        stats.inference_count += size
-        stats.execution_count += 1
-        stats.compute_input.add(0, size)
-        stats.compute_infer.add(compute_ns, size)
-        stats.compute_output.add(0, size)
-        b = stats.batches.get(size) or stats.batch(size)
-        b.compute_input.add(0)
-        b.compute_infer.add(compute_ns)
-        b.compute_output.add(0)
+            self.stats.record_execution(ok, ok, compute_ns, done)
 
     async def stop(self) -> None:
         self._stopping = True
