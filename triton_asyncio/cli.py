@@ -99,6 +99,7 @@ async def serve(options: ServerOptions) -> int:
         log.error("error: creating server: Internal - failed to load all models")
         await server.stop()
         return 1
+    server.bind_loop(asyncio.get_running_loop())
     server.state = ServerState.READY
     listeners = await _start_listeners(options, server)
     stop = asyncio.Event()

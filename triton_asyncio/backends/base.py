@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.caller import InferenceCaller
 from ..core.request import InferenceRequest
 from ..core.response import InferenceResponse
 
@@ -53,6 +54,8 @@ class Backend(ABC):
     name: str = ""
     #: model file looked for in the version directory when `default_model_filename` is unset
     default_model_filename: str = ""
+    #: runs requests on other models from a backend thread (BLS); set before create_instance
+    caller: InferenceCaller | None = None
 
     def __init__(self, config: Any, location: ModelLocation) -> None:
         self.config = config  # inference.ModelConfig (pb), already normalized and validated

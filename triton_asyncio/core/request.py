@@ -68,6 +68,10 @@ class InferenceRequest:
     # Inputs that name a shm region instead of carrying data; resolved before validation.
     shm_inputs: dict[str, ShmRef] | None = None
     state: RequestState = RequestState.INITIALIZED
+    # Decoupled models send their responses here (core.response.ResponseSink), from any thread.
+    response_sink: Any = None
+    # Set when the client went away; backends may poll it (pb_utils' is_cancelled).
+    cancelled: bool = False
 
     def set_state(self, new: RequestState) -> None:
         if new not in _ALLOWED[self.state]:

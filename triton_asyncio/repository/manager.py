@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..backends.base import ModelLocation
+from ..core.caller import InferenceCaller
 from ..errors import ErrorCode, TritonError, not_found, unavailable
 from .ensemble import Validator, build_ensemble
 from .lifecycle import CODE_STRINGS, ModelReadyState, VersionState
@@ -42,6 +43,8 @@ class RepositoryManager:
         self.models: dict[str, ModelEntry] = {}
         # Checks each ensemble step's internal request against its model (set by the server).
         self.request_validator: Validator | None = None
+        # Backends' way back into the server (BLS); bound to the loop by the server.
+        self.caller = InferenceCaller()
         self._loading: set[str] = set()
 
     # -- discovery ---------------------------------------------------------------------------
@@ -90,7 +93,8 @@ class RepositoryManager:
                     model = build_ensemble(prepared.config, prepared.spec, location, self.resolve,
                                            self._validate_step)
                 else:
-                    model = build_model(prepared.backend_cls, prepared.config, prepared.spec, location)
+                    model = build_model(prepared.backend_cls, prepared.config, prepared.spec, location,
+                                        caller=self.caller)
             except Exception as e:  # a broken model file must not take the server down
                 error = e if isinstance(e, TritonError) else TritonError(
                     ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend, ModelInstance, ModelLocation
+from ..core.caller import InferenceCaller
 from ..core.datatype import config_to_wire
 from ..core.request import InferenceRequest
 from ..core.response import InferenceResponse
@@ -59,9 +60,11 @@ class Model:
         _quietly(self.backend.finalize, f"finalizing model {self.name}")
 
 
-def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: ModelLocation) -> Model:
+def build_model(backend_cls: type[Backend], config: Any, spec: Any, location: ModelLocation,
+                caller: InferenceCaller | None = None) -> Model:
     """Create the backend and every instance of one version; raises TritonError on failure."""
     backend = backend_cls(config, location)
+    backend.caller = caller
     instances: list[ModelInstance] = []
     active: list[ModelInstance] = []
     try:

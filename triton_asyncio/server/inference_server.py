@@ -5,13 +5,15 @@ speaks core objects and TritonError only — never HTTP or gRPC statuses.
 """
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import TRITON_VERSION
-from ..core.request import InferenceRequest
+from ..core.request import InferenceRequest, RequestState
 from ..core.response import InferenceResponse
 from ..errors import ErrorCode, TritonError, invalid_arg, unavailable
 from ..repository.manager import RepositoryManager
@@ -46,6 +48,20 @@ class InferenceServer:
         self.strict_readiness = strict_readiness
         self.state = ServerState.INITIALIZING
         self.response_cache = response_cache
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let backend threads (Python-backend BLS) call back into this server on `loop`."""
+        self.manager.caller.bind(lambda coro: asyncio.run_coroutine_threadsafe(coro, loop),
+                                 self._infer_by_name, self._stream_by_name)
+
+    async def _infer_by_name(self, request: InferenceRequest) -> InferenceResponse:
+        model = self.model(request.model_name, request.model_version)
+        if model.spec.decoupled:
+            raise invalid_arg(f"Model '{model.name}' is decoupled: call it with a response stream")
+        return await self.infer(model, request)
+
+    def _stream_by_name(self, request: InferenceRequest) -> AsyncIterator[tuple[InferenceResponse | None, bool]]:
+        return self.infer_stream(self.model(request.model_name, request.model_version), request)
 
     # -- health ------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -135,7 +151,71 @@ class InferenceServer:
         response = self.prepare(model, request)
         return response if response is not None else await self.infer_prepared(model, request)
 
+    async def infer_stream(self, model: Model,
+                           request: InferenceRequest) -> AsyncIterator[tuple[InferenceResponse | None, bool]]:
+        """Every response to one request, as (response, final) pairs ending with a final one.
+
+        A non-decoupled model yields its one response. A decoupled model's backend sends through
+        `request.response_sink`, from any thread, while (and after) its execute runs; a response
+        may be None with final set (the empty final response). Errors before the first response
+        raise TritonError; an error response is yielded like any other.
+        """
+        if not model.spec.decoupled:
+            yield await self.infer(model, request), True
+            return
+        if request.shm_inputs:
+            raise TritonError(ErrorCode.UNSUPPORTED, "shared memory inputs are not supported yet")
+        validate_request(request, model.spec)
+        sink = _QueueSink(asyncio.get_running_loop())
+        request.response_sink = sink
+        task = asyncio.ensure_future(model.infer(request))
+        task.add_done_callback(sink.on_execute_done)
+        try:
+            while True:
+                item = await sink.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item[1]:
+                    return
+        finally:
+            if not task.done():
+                request.cancelled = True
+                if request.state is RequestState.PENDING:  # still queued: drop it before it executes
+                    task.cancel()
+
     # -- life cycle --------------------------------------------------------------------------
     async def stop(self) -> None:
         self.state = ServerState.EXITING
-        await self.manager.unload_all()
+        await self.manager.unload_all()  # in-flight executes may still make BLS calls
+        self.manager.caller.bind(None, None, None)
+
+
+class _QueueSink:
+    """A decoupled request's responses, handed from any thread to the task streaming them."""
+
+    __slots__ = ("loop", "queue", "_final")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self._final = False
+
+    def send(self, response: InferenceResponse | None, final: bool) -> None:
+        self.loop.call_soon_threadsafe(self._put, (response, final))
+
+    def fail(self, error: TritonError) -> None:
+        self.loop.call_soon_threadsafe(self._put, error)
+
+    def _put(self, item: Any) -> None:
+        if self._final:
+            return  # nothing may follow the final response
+        self._final = isinstance(item, BaseException) or item[1]
+        self.queue.put_nowait(item)
+
+    def on_execute_done(self, task: asyncio.Future) -> None:
+        # An execute that failed (or a request rejected in the queue) ends the stream with its error.
+        if task.cancelled():
+            self._put(TritonError(ErrorCode.CANCELLED, "request cancelled"))
+        elif (e := task.exception()) is not None:
+            self._put(e if isinstance(e, TritonError) else TritonError(ErrorCode.INTERNAL, str(e)))
