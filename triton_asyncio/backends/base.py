@@ -28,6 +28,9 @@ class ModelLocation:
 class ModelInstance(ABC):
     """One instance of a model (Triton's TRITONBACKEND_ModelInstance)."""
 
+    #: False when execute waits on something else (another process): never run it on the loop
+    inline_ok: bool = True
+
     def __init__(self, name: str, kind: str, device_id: int) -> None:
         self.name = name  # e.g. "simple_0_0", as Triton names instances
         self.kind = kind  # "KIND_CPU" | "KIND_GPU" | "KIND_MODEL"

@@ -45,7 +45,9 @@ class InstanceRunner:
         self._probes = 0
         self._probe_min_ns = INLINE_BELOW_NS
         self._probe_target = _PROBE_RUNS
-        self.allow_inline = allow_inline
+        # A backend whose execute waits on another process (Python stubs) must never block the loop,
+        # however little CPU its thread spends: it says so with `inline_ok = False`.
+        self.allow_inline = allow_inline and getattr(executor, "inline_ok", True)
 
     @property
     def inline_ready(self) -> bool:
