@@ -28,6 +28,7 @@ Usage: make_example_repo.py OUTDIR [--check]   (--check runs every model once in
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -218,6 +219,18 @@ BUILDERS = {
     "digits": _digits,
     "simple_ensemble": _simple_ensemble,
 }
+
+
+def _python_builders():
+    """The Python-backend examples, from the sibling example_python_models.py."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_python_models.py")
+    spec = importlib.util.spec_from_file_location("example_python_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.BUILDERS
+
+
+BUILDERS.update(_python_builders())
 
 
 def build_repository(outdir, models=None, verbose=False):
