@@ -2,6 +2,8 @@
 
 Rules: no model file and no framework; outputs share the request's buffers (no copy), so tests and
 benchmarks measure the server, not a model. Batching changes nothing: each request maps to itself.
+A decoupled identity model (model_transaction_policy { decoupled: true }) sends the response
+`repeat` times (config parameter, default 1), then the final flag alone.
 """
 from __future__ import annotations
 
@@ -26,22 +28,38 @@ class IdentityBackend(Backend):
             raise invalid_arg(f"identity model '{config.name}' has {len(outputs)} outputs but only "
                               f"{len(inputs)} inputs")
         self.pairs = [(i.name, o.name) for i, o in zip(inputs, outputs, strict=False)]
+        self.repeat = -1
+        if config.model_transaction_policy.decoupled:
+            text = config.parameters["repeat"].string_value if "repeat" in config.parameters else "1"
+            try:
+                self.repeat = int(text)
+            except ValueError:
+                raise invalid_arg(f"identity model '{config.name}': parameter 'repeat' must be an integer, "
+                                  f"got '{text}'") from None
 
     def create_instance(self, instance_name: str, kind: str, device_id: int) -> ModelInstance:
         return IdentityInstance(instance_name, kind, device_id, self.config.name,
-                                str(self.location.version), self.pairs)
+                                str(self.location.version), self.pairs, self.repeat)
 
 
 class IdentityInstance(ModelInstance):
     def __init__(self, name: str, kind: str, device_id: int, model_name: str, version: str,
-                 pairs: list[tuple[str, str]]) -> None:
+                 pairs: list[tuple[str, str]], repeat: int = -1) -> None:
         super().__init__(name, kind, device_id)
         self.model_name = model_name
         self.version = version
         self.pairs = pairs
+        self.repeat = repeat  # -1: not decoupled
 
     def execute(self, requests: list[InferenceRequest]) -> list[InferenceResponse]:
-        return [self._respond(request) for request in requests]
+        responses = [self._respond(request) for request in requests]
+        if self.repeat >= 0:
+            for request, response in zip(requests, responses, strict=True):
+                sink = request.response_sink
+                for _ in range(self.repeat):
+                    sink.send(response, False)
+                sink.send(None, True)
+        return responses
 
     def _respond(self, request: InferenceRequest) -> InferenceResponse:
         outputs = []

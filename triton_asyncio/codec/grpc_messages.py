@@ -138,6 +138,7 @@ def _decode_parameters(request: InferenceRequest, params) -> None:
                 raise invalid_arg(_RESERVED)
             if kind != "bool_param":
                 raise invalid_arg(f"invalid value type for '{key}' parameter, expected bool_param.")
+            request.empty_final = p.bool_param
         elif kind in ("int64_param", "bool_param", "string_param", "double_param"):
             request.parameters[key] = getattr(p, kind)
         else:
@@ -401,6 +402,12 @@ def encode_stream_error(message: str, request_id: str = "", model_name: str = ""
         inner = (_string(b"\x0a", model_name) + _string(b"\x12", model_version) + inner
                  + _FINAL)
     return _string(b"\x0a", message) + _delimited(b"\x12", inner)
+
+
+def encode_stream_empty_final(request_id: str, model_name: str, model_version: str) -> bytes:
+    """The empty final response a decoupled request asked for (triton_enable_empty_final_response)."""
+    inner = _string(b"\x0a", model_name) + _string(b"\x12", model_version) + _string(b"\x1a", request_id) + _FINAL
+    return _delimited(b"\x12", inner)
 
 
 # -- other RPC responses ---------------------------------------------------------------------

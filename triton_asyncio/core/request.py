@@ -72,6 +72,8 @@ class InferenceRequest:
     response_sink: Any = None
     # Set when the client went away; backends may poll it (pb_utils' is_cancelled).
     cancelled: bool = False
+    # triton_enable_empty_final_response: a stream writes the final flag even without data.
+    empty_final: bool = False
 
     def set_state(self, new: RequestState) -> None:
         if new not in _ALLOWED[self.state]:

@@ -292,13 +292,15 @@ class InferStream:
     order; responses leave in that order (Triton's per-stream response queue). An error becomes
     an `error_message` response and the stream goes on, unless the client opened the stream with
     `triton_grpc_error: true`: then the first error, in order, ends the call with its status.
+    A decoupled model's responses bypass the queue: each is written as it is produced.
     Ownership: each request is owned by its task (or the synchronous path) until its entry in
-    `queue` is written; on exit every unfinished task is cancelled."""
+    `queue` is written, or its decoupled stream ended; on exit every unfinished task is cancelled."""
 
     def __init__(self, service: GrpcService, sink: ResponseSink, ctx: CallContext, fail_fast: bool) -> None:
         self.service, self.sink, self.ctx, self.fail_fast = service, sink, ctx, fail_fast
         self.queue: collections.deque = collections.deque()  # bytes | _Failure | asyncio.Task
         self.tasks: set[asyncio.Task] = set()
+        self.streams: set[asyncio.Task] = set()  # decoupled requests still producing responses
         self.unstarted = 0  # tasks created whose request has not reached the data plane yet
         self.reading = True
         self.done: asyncio.Future | None = None
@@ -312,14 +314,16 @@ class InferStream:
             await self.done
         finally:
             reader.cancel()
-            for task in list(self.tasks):
+            for task in list(self.tasks) + list(self.streams):
                 task.cancel()
 
     async def _read(self, messages: AsyncIterator[Buffer]) -> None:
         async for buffer in messages:
             if self.done.done():
                 return
-            self.queue.append(self._start(buffer))
+            entry = self._start(buffer)
+            if entry is not None:
+                self.queue.append(entry)
             self._flush()
         self.reading = False
         self._flush()
@@ -335,6 +339,9 @@ class InferStream:
             msg = gm.parse_infer(buffer)
             request_id = msg.id
             model, request = self.service.decode(msg, self.ctx, stream=True)
+            if model.spec.decoupled:
+                self._stream_decoupled(model, request, msg.model_version)
+                return None
             if self.unstarted:  # an earlier request still waits for its task: keep arrival order
                 return self._spawn(model, request, msg.model_version, prepared=False)
             response = self.service.server.prepare(model, request)
@@ -365,6 +372,55 @@ class InferStream:
         except TritonError as e:
             return _Failure(e, request.id, request.model_name, version_text)
 
+    def _stream_decoupled(self, model, request: InferenceRequest, version_text: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._decoupled(model, request, version_text))
+        self.streams.add(task)
+        task.add_done_callback(self._stream_done)
+
+    async def _decoupled(self, model, request: InferenceRequest, version_text: str) -> None:
+        """Write each response of a decoupled request as it comes, with `triton_final_response`."""
+        labels, max_batch = model.labels, model.spec.max_batch_size
+        try:
+            async for response, final in self.service.server.infer_stream(model, request):
+                if response is None:
+                    if not (final and request.empty_final):
+                        continue
+                    data = gm.encode_stream_empty_final(request.id, request.model_name, version_text)
+                elif response.error is not None:
+                    if self._failed(response.error):
+                        return
+                    data = gm.encode_stream_error(response.error.message, request.id, request.model_name,
+                                                  version_text)
+                else:
+                    try:
+                        data = gm.encode_stream_response(response, request, labels, max_batch, final=final)
+                    except TritonError as e:
+                        if self._failed(e):
+                            return
+                        data = gm.encode_stream_error(e.message, request.id, request.model_name, version_text)
+                if self.sink.closed:
+                    self._finish(None)
+                    return
+                self.sink.send(data)
+        except TritonError as e:
+            if not self._failed(e) and not self.sink.closed:
+                self.sink.send(gm.encode_stream_error(e.message, request.id, request.model_name, version_text))
+
+    def _failed(self, error: TritonError) -> bool:
+        """Whether this error ends the call (the client asked for real gRPC errors)."""
+        if self.fail_fast:
+            self._finish(rpc_error(error))
+        return self.fail_fast
+
+    def _stream_done(self, task: asyncio.Task) -> None:
+        self.streams.discard(task)
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._finish(task.exception())
+            return
+        self._flush()
+
     def _task_done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled():
@@ -393,7 +449,7 @@ class InferStream:
                 self._finish(None)
                 return
             self.sink.send(head)
-        if not self.reading:
+        if not self.reading and not self.streams:
             self._finish(None)
 
     def _finish(self, error: BaseException | None) -> None:
