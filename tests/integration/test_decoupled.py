@@ -118,3 +118,72 @@ def test_unary_and_http_infer_rejected(dserver):
         client.infer("repeat3", [_input([1])])
     assert "doesn't support models with decoupled transaction policy" in info.value.message()
     client.close()
+
+
+def _post(url: str, path: str, body: dict, headers: dict | None = None):
+    import http.client
+    import json
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    return conn, response
+
+
+def _events(response) -> list[dict]:
+    import json
+    text = response.read().decode()
+    assert text.endswith("\n\n")
+    return [json.loads(chunk[len("data: "):]) for chunk in text.split("\n\n") if chunk]
+
+
+def test_generate_stream_decoupled(dserver):
+    conn, response = _post(dserver.http_url, "/v2/models/repeat3/generate_stream", {"IN": [1, 2], "id": "g"})
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    events = _events(response)
+    assert events == [{"model_name": "repeat3", "model_version": "1", "id": "g", "OUT": [1, 2]}] * 3
+    # the connection stays usable after a stream
+    conn.request("GET", "/v2/health/ready")
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_generate_requires_one_response(dserver):
+    conn, response = _post(dserver.http_url, "/v2/models/repeat3/generate", {"IN": 5})
+    assert response.status == 400
+    assert "generate expects model to produce exactly 1 response" in response.read().decode()
+    conn.close()
+
+
+def test_generate_on_example_model(server):
+    # the generate extension works for ordinary models too: simple adds and subtracts
+    conn, response = _post(server.http_url, "/v2/models/simple/generate",
+                           {"INPUT0": list(range(16)), "INPUT1": [1] * 16, "id": "s"})
+    import json
+    assert response.status == 200, response.read()
+    doc = json.loads(response.read())
+    assert doc["OUTPUT0"] == [i + 1 for i in range(16)] and doc["OUTPUT1"] == [i - 1 for i in range(16)]
+    assert doc["id"] == "s" and doc["model_name"] == "simple"
+    conn.request("POST", "/v2/models/simple/generate", json.dumps({"INPUT0": [1, 2, 3], "INPUT1": [1] * 16}))
+    bad = conn.getresponse()
+    assert bad.status == 400
+    assert "The schema can not convert input 'INPUT0' to tensor with proper shape" in bad.read().decode()
+    conn.close()
+
+
+def test_http_infer_as_server_sent_events(dserver):
+    body = {"id": "h", "inputs": [{"name": "IN", "shape": [2], "datatype": "INT32", "data": [3, 4]}]}
+    conn, response = _post(dserver.http_url, "/v2/models/repeat3/infer", body, {"Accept": "text/event-stream"})
+    assert response.status == 200
+    events = _events(response)
+    assert len(events) == 3
+    assert events[0]["outputs"] == [{"name": "OUT", "datatype": "INT32", "shape": [2], "data": [3, 4]}]
+    conn.close()
+    conn, response = _post(dserver.http_url, "/v2/models/repeat0/infer", body, {"Accept": "text/event-stream"})
+    assert response.status == 200 and response.read() == b""
+    conn.close()
+    conn, response = _post(dserver.http_url, "/v2/models/repeat3/infer", body)
+    assert response.status == 501
+    conn.close()

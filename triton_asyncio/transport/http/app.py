@@ -7,9 +7,9 @@ Rules: no inference logic here; a TritonError becomes `codec.status.http_status(
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from ...codec import compression, kserve_json
+from ...codec import compression, generate_json, kserve_json
 from ...codec.routes import Endpoint, RouteError, route
 from ...codec.status import error_body, http_status
 from ...errors import ErrorCode, TritonError, invalid_arg
@@ -51,6 +51,8 @@ class HttpApp:
             Endpoint.MODEL_STATS: self._stats,
             Endpoint.ALL_STATS: self._stats,
             Endpoint.INFER: self._infer,
+            Endpoint.GENERATE: self._generate,
+            Endpoint.GENERATE_STREAM: self._generate_stream,
             Endpoint.REPO_INDEX: self._repository_index,
         }
 
@@ -125,6 +127,11 @@ class HttpApp:
         """Decode and validate synchronously; a tiny model runs at once (no task), else await."""
         try:
             model, infer_request = self._decode_infer(request, params)
+            if model.spec.decoupled:  # only with Accept: text/event-stream (see _decode_infer)
+                infer_request.binary_default = False
+                for wanted in (infer_request.outputs or {}).values():
+                    wanted.binary = False
+                return self._stream(model, infer_request, lambda r: self._json_infer(model, infer_request, r))
             response = self.server.prepare(model, infer_request)
             if response is None:
                 return self._infer_async(request, model, infer_request)
@@ -142,7 +149,8 @@ class HttpApp:
     def _decode_infer(self, request: HttpRequest, params: dict):
         name, version = params["model"], _version(params)
         model = self.server.model(name, version)
-        if model.spec.decoupled:
+        if model.spec.decoupled and b"text/event-stream" not in (request.header(b"accept") or b""):
+            # Beyond Triton: a client that accepts server-sent events gets every response.
             raise TritonError(ErrorCode.UNSUPPORTED,
                               "HTTP end point doesn't support models with decoupled transaction policy")
         body = request.body
@@ -155,6 +163,57 @@ class HttpApp:
         else:
             infer_request = kserve_json.decode_infer(body, header_length, name, version, self.max_input_size)
         return model, infer_request
+
+    @staticmethod
+    def _json_infer(model, infer_request, response) -> bytes:
+        chunks, _ = kserve_json.encode_infer_response(response, infer_request, model.labels,
+                                                      max_batch_size=model.spec.max_batch_size)
+        return b"".join(chunks)
+
+    # -- generate extension and streams -----------------------------------------------------------
+    def _decode_generate(self, request: HttpRequest, params: dict):
+        name, version = params["model"], _version(params)
+        model = self.server.model(name, version)
+        body = request.body
+        encoding = request.header(b"content-encoding")
+        if encoding:
+            body = compression.decompress(body, encoding, self.max_input_size)
+        return model, generate_json.decode_generate(body, name, version, model.spec, self.max_input_size)
+
+    def _generate(self, request: HttpRequest, params: dict) -> Awaitable[HttpResponse]:
+        model, infer_request = self._decode_generate(request, params)
+        return self._generate_one(model, infer_request)
+
+    async def _generate_one(self, model, infer_request) -> HttpResponse:
+        try:
+            responses = [r async for r, _ in self.server.infer_stream(model, infer_request) if r is not None]
+            if len(responses) != 1:
+                raise invalid_arg(generate_json.ONE_RESPONSE)
+            if responses[0].error is not None:
+                raise responses[0].error
+            return HttpResponse(200, list(_JSON), [generate_json.encode_generate_response(responses[0])])
+        except TritonError as e:
+            return _error(e)
+
+    def _generate_stream(self, request: HttpRequest, params: dict) -> Awaitable[HttpResponse]:
+        model, infer_request = self._decode_generate(request, params)
+        return self._stream(model, infer_request, generate_json.encode_generate_response)
+
+    async def _stream(self, model, infer_request, encode: Callable) -> HttpResponse:
+        """Server-sent events, one per response. The first response fixes the HTTP status (an
+        error before it is an ordinary error response); later errors are `data: {"error": ...}`."""
+        stream = self.server.infer_stream(model, infer_request)
+        try:
+            first = await anext(stream)
+            if first[0] is not None and first[0].error is not None:
+                raise first[0].error
+        except StopAsyncIteration:
+            first = None
+        except TritonError as e:
+            await stream.aclose()
+            return _error(e)
+        return HttpResponse(200, [(b"content-type", generate_json.SSE_CONTENT_TYPE), (b"cache-control", b"no-cache")],
+                            [], stream=_events(first, stream, encode))
 
     def _encode_infer(self, request: HttpRequest, model, infer_request, response) -> HttpResponse:
         chunks, json_length = kserve_json.encode_infer_response(
@@ -169,6 +228,32 @@ class HttpApp:
         if accept:
             chunks = compression.compress_response(chunks, accept, headers)
         return HttpResponse(200, headers, chunks, trusted=True)
+
+
+async def _events(first, stream: AsyncIterator, encode: Callable) -> AsyncIterator[bytes]:
+    try:
+        item = first
+        while item is not None:
+            response, final = item
+            if response is not None:
+                if response.error is not None:
+                    yield generate_json.sse_error(response.error.message)
+                else:
+                    try:
+                        yield generate_json.sse_event(encode(response))
+                    except TritonError as e:
+                        yield generate_json.sse_error(e.message)
+            if final:
+                return
+            try:
+                item = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TritonError as e:
+                yield generate_json.sse_error(e.message)
+                return
+    finally:
+        await stream.aclose()
 
 
 def _infer_error(e: TritonError) -> HttpResponse:

@@ -6,6 +6,7 @@ lower-case bytes, as h11 gives them; the protocol adds Content-Length itself.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 Buffer = bytes | bytearray | memoryview
@@ -34,3 +35,5 @@ class HttpResponse:
     # True when every header was built by our own code from constants and numbers (lower-case,
     # valid): the protocol then skips h11's per-header validation, a third of its send cost.
     trusted: bool = False
+    # A body produced over time (server-sent events): sent chunked after `body`, which stays empty.
+    stream: AsyncIterator[Buffer] | None = None

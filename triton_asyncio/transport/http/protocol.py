@@ -284,6 +284,9 @@ class HttpProtocol(asyncio.Protocol):
     # -- writing ---------------------------------------------------------------------------------
     def _respond(self, response: HttpResponse) -> None:
         """Write one response; then close, wait for the transport to drain, or read on."""
+        if response.stream is not None:
+            self._start_stream(response)
+            return
         conn = self._conn
         try:
             out = self._encode(response)
@@ -298,6 +301,62 @@ class HttpProtocol(asyncio.Protocol):
         conn.start_next_cycle()
         self._last_active = self._loop.time()
         self._phase = Phase.DRAINING if self._flow.write_paused else Phase.READING
+
+    def _start_stream(self, response: HttpResponse) -> None:
+        """Send the head now (no Content-Length: h11 frames the body chunked, or by close for
+        HTTP/1.0), then the stream's chunks from a task as they come; input is held meanwhile."""
+        headers = list(response.headers) + self._extra_headers
+        if self._closing:
+            headers.append(_CLOSE)
+        try:
+            head = self._conn.send(h11.Response(status_code=response.status, headers=headers,
+                                                reason=_REASONS.get(response.status, b"")))
+        except (h11.LocalProtocolError, TypeError, ValueError) as exc:
+            log.error("cannot send response: %s", exc)
+            self.close()
+            return
+        self._transport.write(head)
+        self._phase = Phase.RUNNING
+        task = self._loop.create_task(self._pump(response.stream))
+        self._task = task
+        self._state.tasks.add(task)
+        task.add_done_callback(self._on_stream_done)
+
+    async def _pump(self, stream) -> None:
+        conn, flow = self._conn, self._flow
+        try:
+            async for chunk in stream:
+                if self._phase is Phase.CLOSED:
+                    return
+                if chunk:
+                    self._transport.write(conn.send(h11.Data(data=chunk)))
+                    self._last_active = self._loop.time()
+                    if flow.write_paused:
+                        await flow.drain()
+        finally:
+            await stream.aclose()
+        if self._phase is not Phase.CLOSED:
+            tail = conn.send(h11.EndOfMessage())
+            if tail:
+                self._transport.write(tail)
+
+    def _on_stream_done(self, task: asyncio.Future) -> None:
+        self._task = None
+        self._state.tasks.discard(task)  # type: ignore[arg-type]
+        if task.cancelled() or self._phase is Phase.CLOSED:
+            self.close()
+            return
+        if task.exception() is not None:
+            # the head is out: the only way left to say the body is incomplete is to cut it short
+            log.error("exception while streaming a response", exc_info=task.exception())
+            self.close()
+            return
+        if self._conn.our_state is h11.MUST_CLOSE or self._closing:
+            self.close()
+            return
+        self._conn.start_next_cycle()
+        self._last_active = self._loop.time()
+        self._resume()
 
     def _encode(self, response: HttpResponse) -> list:
         conn = self._conn
