@@ -93,6 +93,31 @@ class DynamicBatcher(Scheduler):
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
 
+    def try_run_now(self, request: InferenceRequest) -> InferenceResponse | None:
+        """Run on the loop, synchronously, when the policy would dispatch this request alone at
+        once (empty queue, an idle tiny-execute instance, a batch of one due now): the same batch
+        the driver would form, without the future, the driver's wake-up and the batch task.
+
+        Returns None (and takes no ownership) when the request must go through `submit`.
+        """
+        if self._queue or not self._idle or not self._idle[-1].inline_ready or self._ordered:
+            return None
+        now = self._clock()
+        entry = _Entry(request, None, now)  # type: ignore[arg-type] - no future: nobody awaits it
+        if decide((entry,), self.config, now).count != 1:
+            return None
+        request.set_state(RequestState.PENDING)
+        self._inflight += 1
+        try:
+            self._run_inline(self._idle.pop(), [entry])
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0 and self._drained is not None:
+                self._drained.set()
+        if isinstance(entry.outcome, TritonError):
+            raise entry.outcome
+        return entry.outcome
+
     def _withdraw(self, entry: _Entry) -> None:
         """A cancelled submit leaves the queue if its batch has not been formed yet."""
         if not self._queue.remove(entry):
@@ -141,21 +166,35 @@ class DynamicBatcher(Scheduler):
         batch = self._queue.pop(count)
         if self._ordered is not None:
             self._ordered.append(batch)
-        task = asyncio.get_running_loop().create_task(self._run_batch(self._idle.pop(), batch))
+        runner = self._idle.pop()
+        if runner.inline_ready:  # a tiny execute: run it here rather than in a task of its own
+            self._run_inline(runner, batch)
+            self._deliver(batch)
+            return
+        task = asyncio.get_running_loop().create_task(self._run_batch(runner, batch))
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
+    def _run_inline(self, runner: InstanceRunner, batch: list[_Entry]) -> None:
+        started = self._clock()
+        requests = self._start(batch)
+        try:
+            responses, compute_ns = runner.run_inline(requests)
+            outcomes = _outcomes(runner, responses, len(batch))
+        except Exception as e:  # a backend bug fails the batch, never the scheduler
+            outcomes, compute_ns = [_as_error(runner, e)] * len(batch), 0
+        finally:
+            for r in requests:
+                r.set_state(RequestState.RELEASED)
+            self._idle.append(runner)
+        self._complete(batch, outcomes, started, compute_ns)
+
     async def _run_batch(self, runner: InstanceRunner, batch: list[_Entry]) -> None:
         started = self._clock()
-        requests = [e.request for e in batch]
-        for r in requests:
-            r.set_state(RequestState.EXECUTING)
+        requests = self._start(batch)
         try:
             responses, compute_ns = await runner.run(requests)
-            if len(responses) != len(batch):
-                raise internal(f"model instance '{runner.executor.name}' returned {len(responses)} "
-                               f"responses for {len(batch)} requests")
-            outcomes: list[InferenceResponse | TritonError] = [r.error or r for r in responses]
+            outcomes = _outcomes(runner, responses, len(batch))
         except Exception as e:  # a backend bug fails the batch, never the scheduler
             outcomes, compute_ns = [_as_error(runner, e)] * len(batch), 0
         finally:
@@ -163,10 +202,20 @@ class DynamicBatcher(Scheduler):
                 r.set_state(RequestState.RELEASED)
             self._idle.append(runner)
             self._wakeup.set()
+        self._complete(batch, outcomes, started, compute_ns)
+        self._deliver(batch)
+
+    @staticmethod
+    def _start(batch: list[_Entry]) -> list[InferenceRequest]:
+        requests = [e.request for e in batch]
+        for r in requests:
+            r.set_state(RequestState.EXECUTING)
+        return requests
+
+    def _complete(self, batch: list[_Entry], outcomes: list, started: int, compute_ns: int) -> None:
         self._record(batch, outcomes, started, self._clock(), compute_ns)
         for entry, outcome in zip(batch, outcomes, strict=True):
             entry.outcome = outcome
-        self._deliver(batch)
 
     def _deliver(self, batch: list[_Entry]) -> None:
         if self._ordered is None:
@@ -215,6 +264,13 @@ def _resolve(batch: list[_Entry]) -> None:
             entry.future.set_exception(entry.outcome)
         else:
             entry.future.set_result(entry.outcome)
+
+
+def _outcomes(runner: InstanceRunner, responses: list[InferenceResponse], expected: int) -> list:
+    if len(responses) != expected:
+        raise internal(f"model instance '{runner.executor.name}' returned {len(responses)} "
+                       f"responses for {expected} requests")
+    return [r.error or r for r in responses]
 
 
 def _as_error(runner: InstanceRunner, e: Exception) -> TritonError:

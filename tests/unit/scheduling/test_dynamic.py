@@ -298,3 +298,36 @@ def test_request_timeout_ignored_when_override_not_allowed():
         await sched.stop()
 
     asyncio.run(run())
+
+
+def test_run_now_when_a_batch_of_one_is_due_and_the_execute_is_tiny():
+    async def run():
+        rec, stats = Recorder(), ModelStats()
+        sched = _batcher([rec], stats, max_queue_delay_us=0)
+        assert sched.try_run_now(_request(0)) is None  # not measured yet: threaded probes first
+        for i in range(32):  # the runner's probes find the execute tiny
+            await sched.submit(_request(i))
+        request = _request(7)
+        response = sched.try_run_now(request)
+        assert response is not None and response.id == "7" and request.state is RequestState.RELEASED
+        assert rec.batches[-1] == 1 and stats.inference_count == 33 and stats.execution_count == 33
+        rec.fail = True
+        with pytest.raises(TritonError, match="boom"):
+            sched.try_run_now(_request(8))
+        assert stats.fail.count == 1 and sched.inflight_count() == 0
+        await sched.stop()
+    asyncio.run(run())
+
+
+def test_run_now_declines_while_the_policy_would_wait():
+    async def run():
+        rec = Recorder()
+        sched = _batcher([rec], preferred_batch_sizes=(4,))  # long delay: a lone request waits
+        for _ in range(32):
+            sched._idle[-1]._observe(1000)  # as if 32 threaded probes measured 1 µs each
+        assert sched._idle[-1].inline_ready
+        request = _request(1)
+        assert sched.try_run_now(request) is None and request.state is RequestState.INITIALIZED
+        assert rec.batches == []
+        await sched.stop()
+    asyncio.run(run())
