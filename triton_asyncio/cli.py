@@ -12,6 +12,7 @@ import sys
 import time
 
 from . import TRITON_VERSION
+from .memory.shm_registry import ShmRegistry
 from .repository.loader import LoadSettings
 from .repository.manager import RepositoryManager
 from .server import response_cache
@@ -72,7 +73,8 @@ def build_server(options: ServerOptions) -> tuple[InferenceServer, dict[str, lis
     else:
         errors = manager.load_all()
     server = InferenceServer(manager, server_id=options.id, strict_readiness=options.strict_readiness,
-                             response_cache=response_cache.from_settings(options.cache_config))
+                             response_cache=response_cache.from_settings(options.cache_config),
+                             shm=ShmRegistry(enabled=options.allow_client_shm))
     return server, errors
 
 

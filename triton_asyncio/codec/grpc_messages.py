@@ -99,7 +99,8 @@ def decode_infer(msg: pb.ModelInferRequest, model_version: int | None = None) ->
     if len(inputs) != len(items):
         _check_duplicates(items)
     if len(msg.outputs):
-        request.outputs = _decode_outputs(msg.outputs)
+        request.outputs = outputs = _decode_outputs(msg.outputs)
+        request.shm_outputs = any(o.shm is not None for o in outputs.values())
     return request
 
 

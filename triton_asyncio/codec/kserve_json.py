@@ -234,6 +234,8 @@ def _decode_outputs(request: InferenceRequest, items: list) -> None:
         if not is_uint(classes):
             raise internal(f"Unable to set 'classification': {_NON_UINT}")
         shm = shm_ref(name, params)
+        if shm is not None:
+            request.shm_outputs = True
         binary = shm is None and "binary_data" in params and _bool(params["binary_data"], "binary_data")
         outputs[name] = RequestedOutput(name, binary, classes, shm)
     request.outputs = outputs or None

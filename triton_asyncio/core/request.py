@@ -67,6 +67,8 @@ class InferenceRequest:
     timeout_us: int = 0
     # Inputs that name a shm region instead of carrying data; resolved before validation.
     shm_inputs: dict[str, ShmRef] | None = None
+    # Some requested output names a region: the server copies it there after execution.
+    shm_outputs: bool = False
     state: RequestState = RequestState.INITIALIZED
     # Decoupled models send their responses here (core.response.ResponseSink), from any thread.
     response_sink: Any = None

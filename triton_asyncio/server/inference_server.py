@@ -15,7 +15,9 @@ from typing import Any
 from .. import TRITON_VERSION
 from ..core.request import InferenceRequest, RequestState
 from ..core.response import InferenceResponse
-from ..errors import ErrorCode, TritonError, invalid_arg, unavailable
+from ..core.tensor import Tensor
+from ..errors import ErrorCode, TritonError, internal, invalid_arg, unavailable
+from ..memory.shm_registry import ShmRegistry
 from ..repository.manager import RepositoryManager
 from ..repository.model import Model
 from .response_cache import ResponseCache, request_key
@@ -39,7 +41,8 @@ class ServerState(enum.Enum):
 
 class InferenceServer:
     def __init__(self, manager: RepositoryManager, *, server_id: str = "triton",
-                 strict_readiness: bool = True, response_cache: ResponseCache | None = None) -> None:
+                 strict_readiness: bool = True, response_cache: ResponseCache | None = None,
+                 shm: ShmRegistry | None = None) -> None:
         self.manager = manager
         manager.request_validator = validate_request
         self.server_id = server_id
@@ -48,6 +51,8 @@ class InferenceServer:
         self.strict_readiness = strict_readiness
         self.state = ServerState.INITIALIZING
         self.response_cache = response_cache
+        # shared-memory regions clients registered (system; CUDA through the device layer)
+        self.shm = shm if shm is not None else ShmRegistry(enabled=False)
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Let backend threads (Python-backend BLS) call back into this server on `loop`."""
@@ -113,16 +118,48 @@ class InferenceServer:
         """Validate; then, when the model can run it at once on the loop, do so and return the
         response. None means the caller must `await infer_prepared(...)`."""
         if request.shm_inputs:
-            raise TritonError(ErrorCode.UNSUPPORTED, "shared memory inputs are not supported yet")
+            self._resolve_shm_inputs(request)
         validate_request(request, model.spec)
         if self.response_cache is not None and model.config.response_cache.enable:
             return None  # infer_prepared looks the response up
-        return model.try_infer_now(request)
+        response = model.try_infer_now(request)
+        if response is not None and request.shm_outputs:
+            self._write_shm_outputs(request, response)
+        return response
 
     async def infer_prepared(self, model: Model, request: InferenceRequest) -> InferenceResponse:
         if self.response_cache is not None and model.config.response_cache.enable:
-            return await self._infer_cached(model, request, self.response_cache)
-        return await model.infer(request)
+            response = await self._infer_cached(model, request, self.response_cache)
+        else:
+            response = await model.infer(request)
+        if request.shm_outputs:
+            self._write_shm_outputs(request, response)
+        return response
+
+    # -- shared memory -----------------------------------------------------------------------
+    def _resolve_shm_inputs(self, request: InferenceRequest) -> None:
+        """Inputs placed in registered regions become zero-copy views of those regions."""
+        view = self.shm.view
+        for name, ref in request.shm_inputs.items():  # type: ignore[union-attr]
+            request.inputs[name] = Tensor(name, ref.datatype, list(ref.shape),
+                                          raw=view(ref.region, ref.offset, ref.byte_size))
+        request.shm_inputs = None
+
+    def _write_shm_outputs(self, request: InferenceRequest, response: InferenceResponse) -> None:
+        """Copy each output the client placed in a region straight into it (one copy)."""
+        if response.error is not None or request.outputs is None:
+            return
+        for tensor in response.outputs:
+            wanted = request.outputs.get(tensor.name)
+            if wanted is None or wanted.shm is None:
+                continue
+            ref = wanted.shm
+            raw = tensor.as_bytes()
+            size = raw.nbytes if isinstance(raw, memoryview) else len(raw)
+            if size > ref.byte_size:
+                raise internal(f"shared memory size specified with the request for output '{tensor.name}' "
+                               f"({ref.byte_size} bytes) should be at least {size} bytes to hold the results")
+            self.shm.view(ref.region, ref.offset, ref.byte_size)[:size] = raw
 
     # -- response cache ----------------------------------------------------------------------
     async def _infer_cached(self, model: Model, request: InferenceRequest,
@@ -164,7 +201,7 @@ class InferenceServer:
             yield await self.infer(model, request), True
             return
         if request.shm_inputs:
-            raise TritonError(ErrorCode.UNSUPPORTED, "shared memory inputs are not supported yet")
+            self._resolve_shm_inputs(request)
         validate_request(request, model.spec)
         sink = _QueueSink(asyncio.get_running_loop())
         request.response_sink = sink
@@ -175,6 +212,8 @@ class InferenceServer:
                 item = await sink.queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                if request.shm_outputs and item[0] is not None:
+                    self._write_shm_outputs(request, item[0])
                 yield item
                 if item[1]:
                     return
@@ -189,6 +228,7 @@ class InferenceServer:
         self.state = ServerState.EXITING
         await self.manager.unload_all()  # in-flight executes may still make BLS calls
         self.manager.caller.bind(None, None, None)
+        self.shm.close()
 
 
 class _QueueSink:

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from ...codec import grpc_messages as gm
 from ...codec.status import GrpcStatus, grpc_status
 from ...core.request import InferenceRequest
-from ...errors import ErrorCode, TritonError, internal, not_found, unavailable, unsupported
+from ...errors import ErrorCode, TritonError, internal, unavailable, unsupported
 from ...pb import grpc_service_pb2 as pb
 from ...pb import health_pb2
 from ...server.inference_server import InferenceServer
@@ -37,7 +37,6 @@ _NOT_SERVING = health_pb2.HealthCheckResponse(
 _DECOUPLED = "ModelInfer RPC doesn't support models with decoupled transaction policy"
 _NAMED_REPOSITORY = "'repository_name' specification is not supported"
 _NOT_EXPLICIT = "explicit model load / unload is not allowed if polling is enabled"
-_SHM_DISABLED = "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."
 
 
 def rpc_error(e: TritonError) -> RpcError:
@@ -125,11 +124,11 @@ class GrpcService:
             ("RepositoryModelLoad", "model-repository", self._repository_model_load),
             ("RepositoryModelUnload", "model-repository", self._repository_model_unload),
             ("SystemSharedMemoryStatus", "shared-memory", self._system_shm_status),
-            ("SystemSharedMemoryRegister", "shared-memory", self._shm_disabled),
-            ("SystemSharedMemoryUnregister", "shared-memory", self._shm_disabled),
+            ("SystemSharedMemoryRegister", "shared-memory", self._system_shm_register),
+            ("SystemSharedMemoryUnregister", "shared-memory", self._system_shm_unregister),
             ("CudaSharedMemoryStatus", "shared-memory", self._cuda_shm_status),
-            ("CudaSharedMemoryRegister", "shared-memory", self._shm_disabled),
-            ("CudaSharedMemoryUnregister", "shared-memory", self._shm_disabled),
+            ("CudaSharedMemoryRegister", "shared-memory", self._cuda_shm_register),
+            ("CudaSharedMemoryUnregister", "shared-memory", self._cuda_shm_unregister),
             ("TraceSetting", "trace", self._trace_setting),
             ("LogSettings", "logging", self._log_settings),
         ]
@@ -221,18 +220,39 @@ class GrpcService:
 
     def _system_shm_status(self, buffer: Buffer, ctx: CallContext) -> bytes:
         req = _parse(pb.SystemSharedMemoryStatusRequest, buffer)
-        if req.name:  # no region is ever registered while client shm is disabled
-            raise not_found(f"Unable to find system shared memory region: '{req.name}'")
+        out = pb.SystemSharedMemoryStatusResponse()
+        for r in self.server.shm.status("system", req.name):
+            entry = out.regions[r.name]
+            entry.name, entry.key, entry.offset, entry.byte_size = r.name, r.key, r.offset, r.byte_size
+        return out.SerializeToString()
+
+    def _system_shm_register(self, buffer: Buffer, ctx: CallContext) -> bytes:
+        req = _parse(pb.SystemSharedMemoryRegisterRequest, buffer)
+        self.server.shm.register_system(req.name, req.key, req.offset, req.byte_size)
+        return b""
+
+    def _system_shm_unregister(self, buffer: Buffer, ctx: CallContext) -> bytes:
+        req = _parse(pb.SystemSharedMemoryUnregisterRequest, buffer)
+        self.server.shm.unregister("system", req.name)
         return b""
 
     def _cuda_shm_status(self, buffer: Buffer, ctx: CallContext) -> bytes:
         req = _parse(pb.CudaSharedMemoryStatusRequest, buffer)
-        if req.name:
-            raise not_found(f"Unable to find cuda shared memory region: '{req.name}'")
+        out = pb.CudaSharedMemoryStatusResponse()
+        for r in self.server.shm.status("cuda", req.name):
+            entry = out.regions[r.name]
+            entry.name, entry.device_id, entry.byte_size = r.name, r.device_id, r.byte_size
+        return out.SerializeToString()
+
+    def _cuda_shm_register(self, buffer: Buffer, ctx: CallContext) -> bytes:
+        req = _parse(pb.CudaSharedMemoryRegisterRequest, buffer)
+        self.server.shm.register_cuda(req.name, req.raw_handle, req.device_id, req.byte_size)
         return b""
 
-    def _shm_disabled(self, buffer: Buffer, ctx: CallContext) -> bytes:
-        raise unsupported(_SHM_DISABLED)
+    def _cuda_shm_unregister(self, buffer: Buffer, ctx: CallContext) -> bytes:
+        req = _parse(pb.CudaSharedMemoryUnregisterRequest, buffer)
+        self.server.shm.unregister("cuda", req.name)
+        return b""
 
     def _trace_setting(self, buffer: Buffer, ctx: CallContext) -> bytes:
         raise unavailable("the server does not support trace")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from ...codec import compression, generate_json, kserve_json
+from ...codec import compression, generate_json, kserve_json, shm_json
 from ...codec.routes import Endpoint, RouteError, route
 from ...codec.status import error_body, http_status
 from ...errors import ErrorCode, TritonError, invalid_arg
@@ -54,6 +54,12 @@ class HttpApp:
             Endpoint.GENERATE: self._generate,
             Endpoint.GENERATE_STREAM: self._generate_stream,
             Endpoint.REPO_INDEX: self._repository_index,
+            Endpoint.SYS_SHM_STATUS: self._sys_shm_status,
+            Endpoint.SYS_SHM_REGISTER: self._sys_shm_register,
+            Endpoint.SYS_SHM_UNREGISTER: self._sys_shm_unregister,
+            Endpoint.CUDA_SHM_STATUS: self._cuda_shm_status,
+            Endpoint.CUDA_SHM_REGISTER: self._cuda_shm_register,
+            Endpoint.CUDA_SHM_UNREGISTER: self._cuda_shm_unregister,
         }
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
@@ -121,6 +127,43 @@ class HttpApp:
                 raise invalid_arg("Invalid value for 'ready': expected a boolean")
         body = kserve_json.encode_repository_index(self.server.repository_index(ready))
         return HttpResponse(200, list(_JSON), [body])
+
+    # -- shared memory -----------------------------------------------------------------------
+    def _sys_shm_status(self, request: HttpRequest, params: dict) -> HttpResponse:
+        regions = self.server.shm.status("system", params["region"])
+        return HttpResponse(200, list(_JSON), [shm_json.encode_system_status(regions)])
+
+    def _sys_shm_register(self, request: HttpRequest, params: dict) -> HttpResponse:
+        shm = self.server.shm
+        if not shm.enabled:
+            shm.register_system("", "", 0, 0)  # raises Triton's "disabled" error first
+        if not params["region"]:
+            raise invalid_arg("'region name' is necessary to register system shared memory region")
+        key, offset, byte_size = shm_json.parse_system_register(request.body)
+        shm.register_system(params["region"], key, offset, byte_size)
+        return _EMPTY_OK
+
+    def _sys_shm_unregister(self, request: HttpRequest, params: dict) -> HttpResponse:
+        self.server.shm.unregister("system", params["region"])
+        return _EMPTY_OK
+
+    def _cuda_shm_status(self, request: HttpRequest, params: dict) -> HttpResponse:
+        regions = self.server.shm.status("cuda", params["region"])
+        return HttpResponse(200, list(_JSON), [shm_json.encode_cuda_status(regions)])
+
+    def _cuda_shm_register(self, request: HttpRequest, params: dict) -> HttpResponse:
+        shm = self.server.shm
+        if not shm.enabled:
+            shm.register_cuda("", b"", 0, 0)  # raises Triton's "disabled" error first
+        if not params["region"]:
+            raise invalid_arg("'region name' is necessary to register cuda shared memory region")
+        raw, device_id, byte_size = shm_json.parse_cuda_register(request.body)
+        shm.register_cuda(params["region"], raw, device_id, byte_size)
+        return _EMPTY_OK
+
+    def _cuda_shm_unregister(self, request: HttpRequest, params: dict) -> HttpResponse:
+        self.server.shm.unregister("cuda", params["region"])
+        return _EMPTY_OK
 
     # -- inference ---------------------------------------------------------------------------
     def _infer(self, request: HttpRequest, params: dict) -> HttpResponse | Awaitable[HttpResponse]:

@@ -1,0 +1,157 @@
+"""The shared-memory region table (system regions; CUDA regions through the device layer).
+
+Rules: one table for both kinds, keyed by the client's region name; Triton's messages and its
+order of checks (spec 10.2-10.5). A system region maps `/dev/shm/<key>` whole and keeps a
+memoryview of [offset, offset + byte_size): every access is a bounds-checked slice of that view,
+so nothing outside the registered bytes is ever read or written. Unregistering drops the table
+entry at once; the mapping itself lives until the last view a request still holds is gone
+(Python's reference counting keeps in-flight requests safe). No asyncio here.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+
+from ..errors import ErrorCode, TritonError, internal, invalid_arg, not_found, unsupported
+
+DISABLED = "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."
+RESERVED_PREFIX = "triton_python_backend_shm_region_"
+SHM_DIR = "/dev/shm"
+
+
+@dataclass(slots=True)
+class Region:
+    name: str
+    kind: str  # "system" | "cuda"
+    byte_size: int
+    key: str = ""
+    offset: int = 0
+    device_id: int = 0
+    view: memoryview | None = None  # system: the registered bytes, writable
+    handle: object = None  # cuda: the device layer's opened IPC pointer
+
+
+class ShmRegistry:
+    def __init__(self, enabled: bool = False, shm_dir: str = SHM_DIR) -> None:
+        self.enabled = enabled
+        self.shm_dir = shm_dir
+        self._regions: dict[str, Region] = {}
+
+    def _gate(self) -> None:
+        if not self.enabled:
+            raise unsupported(DISABLED)
+
+    # -- system regions ---------------------------------------------------------------------------
+    def register_system(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        self._gate()
+        stripped = key.lstrip("/")
+        if not stripped:
+            raise invalid_arg(f"cannot register shared memory region '{name}' - invalid shm key '{key}'")
+        if stripped.split("/", 1)[0].startswith(RESERVED_PREFIX):
+            raise invalid_arg(f"cannot register shared memory region '{name}' with key '{key}' as the key "
+                              f"contains the reserved prefix '{RESERVED_PREFIX}'")
+        if name in self._regions:
+            raise TritonError(ErrorCode.ALREADY_EXISTS, f"shared memory region '{name}' already in manager")
+        path = os.path.join(self.shm_dir, stripped)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            # Triton's message says only the key; the usual cause is worth saying (its issue #7887)
+            raise internal(f"Unable to open shared memory region: '{key}' (no such shared-memory object "
+                           f"in {self.shm_dir}: the client and the server must share the IPC namespace; "
+                           f"in containers, run with --ipc=host)") from None
+        try:
+            try:
+                size = os.fstat(fd).st_size
+            except OSError:
+                raise internal(f"Invalid shared memory region: '{key}'") from None
+            if offset + byte_size > size:
+                raise invalid_arg(f"failed to register shared memory region '{name}': invalid args")
+            if byte_size == 0:
+                view = memoryview(bytearray(0))
+            else:
+                try:
+                    mapped = mmap.mmap(fd, offset + byte_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+                except (OSError, ValueError) as e:
+                    raise invalid_arg(f"failed to register shared memory region '{name}': unable to process "
+                                      f"address space{e.strerror if isinstance(e, OSError) else e}") from None
+                view = memoryview(mapped)[offset:offset + byte_size]
+        finally:
+            os.close(fd)
+        self._regions[name] = Region(name, "system", byte_size, key=key, offset=offset, view=view)
+
+    # -- cuda regions --------------------------------------------------------------------------------
+    def register_cuda(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
+        self._gate()
+        if len(raw_handle) != 64:
+            raise invalid_arg("'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t")
+        if name in self._regions:
+            raise TritonError(ErrorCode.ALREADY_EXISTS, f"shared memory region '{name}' already in manager")
+        from . import cuda  # the device layer, imported only when a client asks for the GPU
+
+        if not cuda.is_available():
+            raise invalid_arg(f"failed to register CUDA shared memory region: '{name}', GPUs not supported")
+        raise unsupported(f"failed to register CUDA shared memory region: '{name}', CUDA IPC is not "
+                          f"implemented by this server yet")
+
+    # -- status and unregister ----------------------------------------------------------------------
+    def status(self, kind: str, name: str = "") -> list[Region]:
+        if not name:
+            return [r for r in self._regions.values() if r.kind == kind]
+        region = self._regions.get(name)
+        label = "system" if kind == "system" else "cuda"
+        if region is None:
+            raise not_found(f"Unable to find {label} shared memory region: '{name}'")
+        if region.kind != kind:
+            other = "CUDA" if region.kind == "cuda" else "system"
+            mine = "system" if kind == "system" else "CUDA"
+            raise not_found(f"The region named '{name}' is registered as {other} shared memory, "
+                            f"not {mine} shared memory")
+        return [region]
+
+    def unregister(self, kind: str, name: str = "") -> list[Region]:
+        """Drop one region of `kind` (unknown names: nothing) or all of them; returns those dropped."""
+        self._gate()
+        names = [name] if name else list(self._regions)
+        dropped = []
+        for n in names:
+            region = self._regions.get(n)
+            if region is not None and region.kind == kind:
+                del self._regions[n]
+                _release(region)
+                dropped.append(region)
+        return dropped
+
+    def close(self) -> None:
+        for region in self._regions.values():
+            _release(region)
+        self._regions.clear()
+
+    # -- access from requests -------------------------------------------------------------------------
+    def view(self, name: str, offset: int, byte_size: int) -> memoryview:
+        """The bytes [offset, offset + byte_size) of a system region, as a writable view."""
+        region = self._regions.get(name)
+        if region is None:
+            raise not_found(f"Unable to find shared memory region: '{name}'")
+        if region.kind != "system":
+            raise unsupported(f"shared memory region '{name}' is CUDA shared memory, which needs a GPU")
+        if offset >= region.byte_size and region.byte_size:
+            raise invalid_arg(f"Invalid offset for shared memory region: '{name}'")
+        if offset + byte_size > region.byte_size:
+            raise invalid_arg(f"Invalid offset + byte size for shared memory region: '{name}'")
+        assert region.view is not None
+        return region.view[offset:offset + byte_size]
+
+
+def _release(region: Region) -> None:
+    view = region.view
+    region.view = None
+    if view is not None:
+        obj = view.obj
+        view.release()
+        if isinstance(obj, mmap.mmap):
+            try:
+                obj.close()
+            except BufferError:
+                pass  # a request still reads or writes it: unmapped when its last view goes
