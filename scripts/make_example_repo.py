@@ -8,6 +8,13 @@
                        max queue delay 2000 us)
   simple_sequence      INPUT INT32 [1] + control START, max_batch_size 1, sequence_batching;
                        OUTPUT = INPUT * (1 + START)
+  simple_sequence_oldest
+                       the same graph, max_batch_size 8, sequence_batching with the oldest
+                       strategy (4 candidate sequences, preferred batch size 4, max queue delay
+                       200000 us): requests of concurrent sequences run as one batch
+  simple_state         accumulator with implicit state, max_batch_size 8, sequence_batching
+                       (direct): INPUT INT32 [1], state STATE_IN -> STATE_OUT (zero initial
+                       state, not visible to clients); OUTPUT = INPUT + STATE_IN, STATE_OUT = OUTPUT
   simple_identity      INPUT0 BYTES (TYPE_STRING) dims [-1], max_batch_size 8; OUTPUT0 = INPUT0
   simple_autocomplete  like simple, but no config.pbtxt: the server completes the configuration
                        from the ONNX model (symbolic batch dim, so it can infer batching)
@@ -163,18 +170,42 @@ def _digits(outdir, verbose=True):
     config = _config("digits", ins, outs, output_extra={"PROBS": 'label_filename: "labels.txt"'})
     _write(outdir, "digits", {1: model}, config, {"labels.txt": "\n".join(DIGIT_LABELS) + "\n"})
 
-def _simple_sequence(outdir):
-    """Stateless stand-in for Triton's accumulator (ONNX has no state): OUTPUT = INPUT * (1 + START),
-    so the first request of a sequence doubles its input: proof that the START control arrives."""
-    name = "simple_sequence"
+def _simple_sequence(outdir, name="simple_sequence", max_batch=1, strategy=""):
+    """Stateless stand-in for Triton's accumulator: OUTPUT = INPUT * (1 + START), so the first
+    request of a sequence doubles its input: proof that the START control arrives."""
     ins, outs = [("INPUT", I32, [1]), ("START", I32, [1])], [("OUTPUT", I32, [1])]
     one = numpy_helper.from_array(np.array([1], np.int32), "ONE")
     nodes = [("Add", ["START", "ONE"], ["SCALE"], {}), ("Mul", ["INPUT", "SCALE"], ["OUTPUT"], {})]
     model = _onnx_model(name, ins, outs, nodes, [one])
-    config = (f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 1\n'
-              "sequence_batching {\n  max_sequence_idle_microseconds: 5000000\n"
+    config = (f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {max_batch}\n'
+              "sequence_batching {\n  max_sequence_idle_microseconds: 5000000\n" + strategy +
               '  control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START '
               "int32_false_true: [ 0, 1 ] } ] } ]\n}\n"
+              'input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+              'output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+              "instance_group [ { count: 1, kind: KIND_CPU } ]\n")
+    _write(outdir, name, {1: model}, config)
+
+
+def _simple_sequence_oldest(outdir):
+    # a long queue delay: a step's requests from several sequences, sent together, form one batch
+    oldest = ("  oldest {\n    max_candidate_sequences: 4\n    preferred_batch_size: [ 4 ]\n"
+              "    max_queue_delay_microseconds: 200000\n  }\n")
+    _simple_sequence(outdir, "simple_sequence_oldest", MAX_BATCH, oldest)
+
+
+def _simple_state(outdir):
+    """Triton's implicit-state accumulator: the batcher feeds STATE_OUT of one request back as
+    STATE_IN of the next; STATE_* are declared only in the `state` block, as Triton wants."""
+    name = "simple_state"
+    ins, outs = [("INPUT", I32, [1]), ("STATE_IN", I32, [1])], [("OUTPUT", I32, [1]), ("STATE_OUT", I32, [1])]
+    nodes = [("Add", ["INPUT", "STATE_IN"], ["OUTPUT"], {}), ("Identity", ["OUTPUT"], ["STATE_OUT"], {})]
+    model = _onnx_model(name, ins, outs, nodes)
+    config = (f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {MAX_BATCH}\n'
+              "sequence_batching {\n  max_sequence_idle_microseconds: 5000000\n"
+              '  state [ {\n    input_name: "STATE_IN"\n    output_name: "STATE_OUT"\n'
+              "    data_type: TYPE_INT32\n    dims: [ 1 ]\n"
+              '    initial_state { data_type: TYPE_INT32 dims: [ 1 ] zero_data: true name: "zeros" }\n  } ]\n}\n'
               'input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
               'output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
               "instance_group [ { count: 1, kind: KIND_CPU } ]\n")
@@ -213,6 +244,8 @@ BUILDERS = {
     "simple_dyna": _simple_dyna,
     "simple_identity": _simple_identity,
     "simple_sequence": _simple_sequence,
+    "simple_sequence_oldest": _simple_sequence_oldest,
+    "simple_state": _simple_state,
     "simple_autocomplete": _simple_autocomplete,
     "simple_versions": _simple_versions,
     "big": _big,
@@ -273,6 +306,12 @@ def check_repository(outdir):
     for start, expect in ((1, 10), (0, 5)):
         (o,) = run("simple_sequence", {"INPUT": x5, "START": np.array([[start]], np.int32)})
         assert o.tolist() == [[expect]], "simple_sequence"
+    starts = np.array([[1], [0], [1]], np.int32)
+    (o,) = run("simple_sequence_oldest", {"INPUT": np.array([[5], [6], [7]], np.int32), "START": starts})
+    assert o.tolist() == [[10], [6], [14]], "simple_sequence_oldest"
+    x3, s3 = np.array([[1], [2], [3]], np.int32), np.array([[10], [0], [-3]], np.int32)
+    o, state = run("simple_state", {"INPUT": x3, "STATE_IN": s3})
+    assert o.tolist() == [[11], [2], [0]] and (state == o).all(), "simple_state"
     x = rng.standard_normal((2, 262144), dtype=np.float32)
     (y,) = run("big", {"INPUT0": x})
     assert (y == x).all(), "big"

@@ -46,6 +46,10 @@ class ModelInstance(ABC):
         the whole batch.
         """
 
+    def is_healthy(self) -> bool:
+        """False while the instance cannot serve (a Python stub restarting); the model is not ready."""
+        return True
+
     def finalize(self) -> None:  # noqa: B027 - optional hook
         """Release the instance's resources."""
 

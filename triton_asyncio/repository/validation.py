@@ -98,6 +98,53 @@ def _validate_sequence_batching(config: Any) -> None:
                 raise invalid_arg(f"sequence batching preferred batch size must be <= max batch size for {name}")
     if sb.HasField("direct") and not 0.0 <= sb.direct.minimum_slot_utilization <= 1.0:
         raise invalid_arg(f"sequence batching minimum slot utilization must be in range (0.0, 1.0] for {name}")
+    if sb.HasField("oldest") and sb.oldest.max_candidate_sequences < 0:
+        raise invalid_arg(f"sequence batching max candidate sequences must be non-negative for {name}")
+    _validate_sequence_states(config)
+
+
+def _validate_sequence_states(config: Any) -> None:
+    """Implicit state: named, typed, shaped, unique, not also a model input or control, and at most
+    one well-formed initial state of the same type."""
+    sb, name = config.sequence_batching, config.name
+    taken = {io.name for io in config.input} | {c.name for c in sb.control_input}
+    inputs: set[str] = set()
+    outputs: set[str] = set()
+    for state in sb.state:
+        if not state.input_name or not state.output_name:
+            raise invalid_arg(f"sequence batching state must specify both 'input_name' and 'output_name' for {name}")
+        if state.data_type == mc.TYPE_INVALID:
+            raise invalid_arg(f"sequence batching state '{state.input_name}' must specify 'data_type' for {name}")
+        if not state.dims:
+            raise invalid_arg(f"sequence batching state '{state.input_name}' must specify 'dims' for {name}")
+        if state.input_name in inputs or state.output_name in outputs:
+            raise invalid_arg(f"sequence batching state '{state.input_name}' is specified more than once for {name}")
+        if state.input_name in taken:
+            raise invalid_arg(f"sequence batching state input '{state.input_name}' must not also be a model input "
+                              f"or a control input for {name}")
+        inputs.add(state.input_name)
+        outputs.add(state.output_name)
+        _validate_initial_state(state, name)
+
+
+def _validate_initial_state(state: Any, model: str) -> None:
+    if len(state.initial_state) > 1:
+        raise invalid_arg(f"sequence batching state '{state.input_name}' must have at most one 'initial_state' "
+                          f"for {model}")
+    for init in state.initial_state:
+        where = f"initial state '{init.name}' of sequence batching state '{state.input_name}' for {model}"
+        if not init.name:
+            raise invalid_arg(f"initial state of sequence batching state '{state.input_name}' must specify 'name' "
+                              f"for {model}")
+        if init.data_type != state.data_type:
+            raise invalid_arg(f"'data_type' of the {where} must match the state's 'data_type'")
+        if init.WhichOneof("state_data") is None:
+            raise invalid_arg(f"{where} must specify either 'zero_data' or 'data_file'")
+        if any(d < 0 for d in init.dims):
+            raise invalid_arg(f"{where} must specify fixed 'dims'")
+        if len(init.dims) != len(state.dims) or any(s not in (-1, d) for s, d in zip(state.dims, init.dims,
+                                                                                     strict=True)):
+            raise invalid_arg(f"'dims' of the {where} do not match the state's 'dims'")
 
 
 def sequence_control(sb: Any, model: str, kind: int) -> tuple[str, int]:

@@ -1,22 +1,23 @@
-"""Triton's sequence batcher, direct strategy: each live sequence owns one slot of one instance.
+"""Triton's sequence batcher, direct and oldest strategies: the asyncio driver.
 
-Rules: `SlotTable` is pure bookkeeping (correlation id -> (instance, slot), free slots, idle
-deadlines from an injected clock); `SequenceBatcher` owns the asyncio side. Requests of one
-sequence run in arrival order on their slot's instance; with max_batch_size > 0 the front request
-of every busy slot of an instance runs as one batch (no null padding rows: the batch holds only
-real requests, so a row index is not a slot index). Control tensors are added before execute.
+Rules: the decisions are pure and live elsewhere: slots, idle expiry and the backlog in
+`sequence_slots`, which fronts run next in `sequence_policy`, control and state tensors in
+`sequence_inputs`. This module only queues, wakes, runs batches and resolves futures. Each live
+sequence owns one slot of one instance; a slot is a FIFO, and an instance runs one batch at a time,
+so a sequence's requests execute in arrival order, at most one per batch. Control and state inputs
+are added when a request's batch forms (its state is the output of the request before it). With
+max_batch_size > 0 a batch holds only real requests (no null padding rows: a row index is not a
+slot index).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
 
 from ..core.request import FLAG_SEQUENCE_END, FLAG_SEQUENCE_START, InferenceRequest, RequestState
 from ..core.response import InferenceResponse
@@ -24,93 +25,50 @@ from ..core.stats import ModelStats
 from ..core.tensor import Tensor
 from ..errors import ErrorCode, TritonError, internal, invalid_arg
 from .base import Executor, Scheduler
+from .dynamic import signature
 from .runner import InstanceRunner
+from .sequence_inputs import Control, StateSpec, add_controls, add_states, take_states
+from .sequence_policy import DirectWait, Pick, oldest_config, pick_direct, pick_oldest
+from .sequence_slots import DEFAULT_IDLE_US, Backlog, CorrId, Slot, SlotTable, Waiting
+
+__all__ = ["DEFAULT_IDLE_US", "Control", "Oldest", "SequenceBatcher", "SlotTable", "StateSpec"]
 
 log = logging.getLogger(__name__)
 
-START, READY, END, CORRID = "START", "READY", "END", "CORRID"
-DEFAULT_IDLE_US = 1_000_000
+_BACKLOG_TIMEOUT = "timeout of the corresponding sequence has been expired"
 
 
 @dataclass(frozen=True, slots=True)
-class Control:
-    """One control tensor: `kind` is START/READY/END/CORRID; values are (false, true) for flags."""
+class Oldest:
+    """The `oldest {}` strategy block (preserve_ordering holds anyway: an instance runs one batch at a time)."""
 
-    name: str
-    kind: str
-    datatype: str  # wire datatype: INT32, FP32, BOOL, UINT64, BYTES, ...
-    false_true: tuple = (0, 1)
-
-
-class SlotTable:
-    """Correlation id -> (instance, slot); lowest free slot first; idle expiry by `clock` (ns)."""
-
-    def __init__(self, instances: int, slots_per_instance: int, idle_us: int = DEFAULT_IDLE_US,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
-        self._free = [(i, s) for i in range(instances) for s in range(slots_per_instance)]
-        heapq.heapify(self._free)
-        self._active: dict[int | str, tuple[int, int]] = {}
-        self._last: dict[int | str, int] = {}
-        self.idle_ns = (idle_us or DEFAULT_IDLE_US) * 1000
-        self._clock = clock
-
-    def lookup(self, corrid: int | str) -> tuple[int, int] | None:
-        return self._active.get(corrid)
-
-    def start(self, corrid: int | str) -> tuple[int, int] | None:
-        """The slot for a new sequence (its old slot if still active), None when none is free."""
-        slot = self._active.get(corrid)
-        if slot is None:
-            if not self._free:
-                return None
-            slot = heapq.heappop(self._free)
-            self._active[corrid] = slot
-        self._last[corrid] = self._clock()
-        return slot
-
-    def touch(self, corrid: int | str) -> None:
-        if corrid in self._active:
-            self._last[corrid] = self._clock()
-
-    def end(self, corrid: int | str) -> None:
-        slot = self._active.pop(corrid, None)
-        self._last.pop(corrid, None)
-        if slot is not None:
-            heapq.heappush(self._free, slot)
-
-    def expire(self) -> list[int | str]:
-        """Release every sequence idle for longer than the limit; returns their ids."""
-        now = self._clock()
-        gone = [c for c, t in self._last.items() if now - t > self.idle_ns]
-        for corrid in gone:
-            self.end(corrid)
-        return gone
-
-    def next_deadline_ns(self) -> int | None:
-        return min(self._last.values()) + self.idle_ns if self._last else None
-
-    @property
-    def free_count(self) -> int:
-        return len(self._free)
-
-    @property
-    def active_count(self) -> int:
-        return len(self._active)
+    max_candidate_sequences: int = 0  # 0: max(1, max_batch_size)
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 0
 
 
 class _Item:
-    __slots__ = ("request", "arrived", "future")
+    """One queued request, as the policy sees it (batch size 1, arrival, shapes)."""
 
-    def __init__(self, request: InferenceRequest, arrived: int, future: asyncio.Future) -> None:
-        self.request, self.arrived, self.future = request, arrived, future
+    __slots__ = ("request", "key", "arrived_ns", "stats_arrived", "future", "signature", "batch_size")
+
+    def __init__(self, request: InferenceRequest, arrived_ns: int, future: asyncio.Future) -> None:
+        self.request = request
+        self.key = 0  # which run of its correlation id this request belongs to (state is kept per run)
+        self.arrived_ns = arrived_ns
+        self.stats_arrived = time.perf_counter_ns()
+        self.future = future
+        self.signature = signature(request)
+        self.batch_size = 1
 
 
 class _Lane:
-    """One instance: a FIFO per slot and the worker task that drains them."""
+    """One instance: a FIFO per slot, the slots now executing, and the worker task that drains them."""
 
     def __init__(self, executor: Executor, slots: int) -> None:
         self.runner = InstanceRunner(executor, allow_inline=False)
         self.queues: list[collections.deque[_Item]] = [collections.deque() for _ in range(slots)]
+        self.running: tuple[int, ...] = ()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.next_slot = 0
@@ -118,57 +76,55 @@ class _Lane:
 
 class SequenceBatcher(Scheduler):
     def __init__(self, instances: list[Executor], stats: ModelStats, *, model_name: str, max_batch_size: int,
-                 controls: tuple[Control, ...] = (), idle_us: int = DEFAULT_IDLE_US,
+                 controls: tuple[Control, ...] = (), states: tuple[StateSpec, ...] = (),
+                 visible_outputs: frozenset[str] = frozenset(), idle_us: int = DEFAULT_IDLE_US,
+                 oldest: Oldest | None = None, direct_wait: tuple[int, float] = (0, 0.0),
                  clock: Callable[[], int] = time.monotonic_ns) -> None:
+        """`visible_outputs`: config `output` names (a state output is returned only when listed);
+        `direct_wait`: the direct strategy's (max_queue_delay_microseconds, minimum_slot_utilization)."""
         super().__init__(instances, stats)
         self.model_name = model_name
         self.max_batch_size = max_batch_size
         self.controls = controls
+        self.states = states
+        self.visible_outputs = visible_outputs
+        self._clock = clock
+        self._oldest = None
+        self._direct_wait = DirectWait(max_batch_size, direct_wait[0] * 1000, direct_wait[1])
         self.slots_per_instance = max(1, max_batch_size)
+        if oldest is not None:
+            self.slots_per_instance = oldest.max_candidate_sequences or self.slots_per_instance
+            self._oldest = oldest_config(max_batch_size, oldest.preferred_batch_sizes, oldest.max_queue_delay_us)
         self.table = SlotTable(len(instances), self.slots_per_instance, idle_us, clock)
+        self._backlog: Backlog[_Item] = Backlog()
         self._lanes = [_Lane(i, self.slots_per_instance) for i in instances]
-        self._backlog: collections.deque[tuple[int | str, asyncio.Future]] = collections.deque()
+        self._keys: dict[CorrId, int] = {}  # live correlation id -> its run's key
+        self._next_key = itertools.count(1)
+        self._live: set[int] = set()  # run keys whose END has not run, not reaped, not restarted
+        self._stored: dict[int, dict[str, Tensor]] = {}  # run key -> implicit state (input name -> tensor)
         self._inflight = 0
         self._reaper: asyncio.TimerHandle | None = None
+        self._reaper_at = 0
         self._stopping = False
 
     def inflight_count(self) -> int:
         return self._inflight
 
     async def submit(self, request: InferenceRequest) -> InferenceResponse:
-        arrived = time.perf_counter_ns()
         self._check(request)
-        corrid = request.correlation_id
-        self.table.expire()
+        self._expire()
+        item = _Item(request, self._clock(), asyncio.get_running_loop().create_future())
+        corrid, end = request.correlation_id, bool(request.flags & FLAG_SEQUENCE_END)
         if request.flags & FLAG_SEQUENCE_START:
-            if self.table.lookup(corrid) is not None:
-                log.warning("sequence %s for model '%s' has a conflict. The previous sequence did not end before "
-                            "this sequence start. Previous sequence will be terminated early.",
-                            corrid, self.model_name)
-            slot = self.table.start(corrid)
-            if slot is None:
-                slot = await self._wait_for_slot(corrid)
+            self._start(corrid, item, end)
         else:
-            slot = self.table.lookup(corrid)
-            if slot is None:
-                raise invalid_arg(f"inference request for sequence {corrid} to model '{self.model_name}' must "
-                                  f"specify the START flag on the first request of the sequence")
-            self.table.touch(corrid)
-        if request.flags & FLAG_SEQUENCE_END:
-            self.table.end(corrid)
-            self._admit_backlog()
-        self._arm_reaper()
-        self._add_controls(request, slot)
+            self._continue(corrid, item, end)  # raises for an unknown sequence
         request.set_state(RequestState.PENDING)
-        future = asyncio.get_running_loop().create_future()
-        lane = self._lanes[slot[0]]
-        lane.queues[slot[1]].append(_Item(request, arrived, future))
-        if lane.task is None:
-            lane.task = asyncio.get_running_loop().create_task(self._work(lane))
-        lane.wake.set()
+        # ownership: the request now belongs to a slot queue or the backlog until its future resolves
+        self._arm_reaper()
         self._inflight += 1
         try:
-            return await future
+            return await item.future
         finally:
             self._inflight -= 1
 
@@ -184,81 +140,138 @@ class SequenceBatcher(Scheduler):
                     raise invalid_arg(f"inference request to model '{self.model_name}' must specify batch-size 1 "
                                       f"due to requirements of sequence batcher")
 
-    async def _wait_for_slot(self, corrid: int | str) -> tuple[int, int]:
-        """Backlog: FIFO by first request until a slot frees."""
-        future = asyncio.get_running_loop().create_future()
-        self._backlog.append((corrid, future))
-        self._arm_reaper()
-        return await future
+    def _start(self, corrid: CorrId, item: _Item, end: bool) -> None:
+        if corrid in self._backlog or self.table.lookup(corrid) is not None:
+            log.warning("sequence %s for model '%s' has a conflict. The previous sequence did not end before "
+                        "this sequence start. Previous sequence will be terminated early.", corrid, self.model_name)
+            self._forget(self._keys.get(corrid, 0))
+        item.key = self._keys[corrid] = next(self._next_key)
+        self._live.add(item.key)
+        slot = None if corrid in self._backlog else self.table.start(corrid)
+        if slot is None:
+            timeout = item.request.timeout_us * 1000
+            self._backlog.add(corrid, item, item.arrived_ns + timeout if timeout else 0, end)
+            return
+        self._enqueue(slot, item)
+        if end:
+            self._end(corrid)
 
-    def _admit_backlog(self) -> None:
-        while self._backlog and self.table.free_count:
-            corrid, future = self._backlog.popleft()
-            if not future.done():
-                future.set_result(self.table.start(corrid))
+    def _continue(self, corrid: CorrId, item: _Item, end: bool) -> None:
+        item.key = self._keys.get(corrid, 0)
+        if self._backlog.append(corrid, item, end):
+            return
+        slot = self.table.lookup(corrid)
+        if slot is None:
+            raise invalid_arg(f"inference request for sequence {corrid} to model '{self.model_name}' must "
+                              f"specify the START flag on the first request of the sequence")
+        self.table.touch(corrid)
+        self._enqueue(slot, item)
+        if end:
+            self._end(corrid)
+
+    def _end(self, corrid: CorrId) -> None:
+        """END accepted: the id is free again; its slot takes the next sequence behind queued work."""
+        self.table.end(corrid)
+        self._keys.pop(corrid, None)
+        self._admit()
+
+    def _enqueue(self, slot: Slot, item: _Item) -> None:
+        lane = self._lanes[slot[0]]
+        lane.queues[slot[1]].append(item)
+        if lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(self._work(lane))
+        lane.wake.set()
+
+    def _admit(self) -> None:
+        """Backlogged sequences take free slots, oldest first, with all requests they have so far."""
+        while len(self._backlog) and self.table.free_count:
+            corrid, waiting = self._backlog.pop()
+            slot = self.table.start(corrid)
+            assert slot is not None
+            for item in waiting.items:
+                self._enqueue(slot, item)
+            if waiting.ended:
+                self.table.end(corrid)
+                self._keys.pop(corrid, None)
+
+    def _expire(self) -> None:
+        """Release idle sequences, fail backlogged ones past their timeout, then admit from the backlog."""
+        busy = {(i, s) for i, lane in enumerate(self._lanes)
+                for s, q in enumerate(lane.queues) if q or s in lane.running}
+        for corrid in self.table.expire(busy):
+            log.info("sequence %s for model '%s' released after the idle timeout", corrid, self.model_name)
+            self._forget(self._keys.pop(corrid, 0))
+        for corrid, waiting in self._backlog.expire(self._clock()):
+            self._forget(self._keys.pop(corrid, 0))
+            self._fail_waiting(waiting, TritonError(ErrorCode.UNAVAILABLE, _BACKLOG_TIMEOUT))
+        self._admit()
+
+    def _fail_waiting(self, waiting: Waiting[_Item], error: TritonError) -> None:
+        now = time.perf_counter_ns()
+        for item in waiting.items:
+            self.stats.fail.add(now - item.stats_arrived)
+            if not item.future.done():
+                item.future.set_exception(error)
 
     def _arm_reaper(self) -> None:
+        deadlines = [d for d in (self.table.next_deadline_ns(), self._backlog.next_deadline_ns()) if d is not None]
+        if not deadlines:
+            return
+        deadline = min(deadlines)
         if self._reaper is not None:
-            return
-        deadline = self.table.next_deadline_ns()
-        if deadline is None:
-            return
-        delay = max(0.0, (deadline - time.monotonic_ns()) / 1e9) + 0.001
+            if self._reaper_at <= deadline:
+                return
+            self._reaper.cancel()
+        delay = max(0.0, (deadline - self._clock()) / 1e9) + 0.001
+        self._reaper_at = deadline
         self._reaper = asyncio.get_running_loop().call_later(delay, self._reap)
 
     def _reap(self) -> None:
         self._reaper = None
-        for corrid in self.table.expire():
-            log.info("sequence %s for model '%s' released after the idle timeout", corrid, self.model_name)
-        self._admit_backlog()
+        self._expire()
         self._arm_reaper()
 
-    def _add_controls(self, request: InferenceRequest, slot: tuple[int, int]) -> None:
-        shape = [1, 1] if self.max_batch_size > 0 else [1]
-        for c in self.controls:
-            if c.kind == CORRID:
-                value = request.correlation_id
-                if c.datatype == "BYTES":
-                    array = np.array([str(value).encode()], dtype=object)
-                else:
-                    array = np.array([value if isinstance(value, int) else 0]).astype(_np(c.datatype))
-            else:
-                flag = {START: request.flags & FLAG_SEQUENCE_START, END: request.flags & FLAG_SEQUENCE_END,
-                        READY: 1}[c.kind]
-                array = np.array([c.false_true[1 if flag else 0]], dtype=_np(c.datatype))
-            request.inputs[c.name] = Tensor(c.name, c.datatype, list(shape), array=array.reshape(shape))
-
     async def _work(self, lane: _Lane) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            batch = self._take(lane)
-            if not batch:
+            pick = self._pick(lane)
+            if not pick.slots:
                 lane.wake.clear()
+                timer = None
+                if pick.wake_at_ns is not None:
+                    timer = loop.call_later(max(0.0, (pick.wake_at_ns - self._clock()) / 1e9), lane.wake.set)
                 await lane.wake.wait()
+                if timer is not None:
+                    timer.cancel()
                 continue
-            await self._run(lane, batch)
+            batch = [lane.queues[s].popleft() for s in pick.slots]
+            lane.running = pick.slots
+            try:
+                await self._run(lane, batch)
+            finally:
+                lane.running = ()
 
-    def _take(self, lane: _Lane) -> list[_Item]:
-        """The front request of each busy slot (batching), else one, round-robin over slots."""
-        busy = [q for q in lane.queues if q]
-        if not busy:
-            return []
-        if self.max_batch_size > 0:
-            return [q.popleft() for q in busy]
-        n = len(lane.queues)
-        for k in range(n):
-            q = lane.queues[(lane.next_slot + k) % n]
-            if q:
-                lane.next_slot = (lane.next_slot + k + 1) % n
-                return [q.popleft()]
-        return []
+    def _pick(self, lane: _Lane) -> Pick:
+        if self._oldest is not None:
+            return pick_oldest(lane.queues, self._oldest, self._clock())
+        pick = pick_direct(lane.queues, self.max_batch_size > 0, lane.next_slot, self._direct_wait, self._clock())
+        if pick.slots and self.max_batch_size <= 0:
+            lane.next_slot = (pick.slots[0] + 1) % len(lane.queues)
+        return pick
+
+    def _prepare(self, item: _Item) -> None:
+        batching = self.max_batch_size > 0
+        add_controls(item.request, self.controls, batching)
+        if self.states:
+            add_states(item.request, self.states, self._stored.get(item.key), batching)
 
     async def _run(self, lane: _Lane, batch: list[_Item]) -> None:
         started = time.perf_counter_ns()
-        requests = [item.request for item in batch]
-        for r in requests:
-            r.set_state(RequestState.EXECUTING)
+        for item in batch:
+            self._prepare(item)
+            item.request.set_state(RequestState.EXECUTING)
         try:
-            responses, compute_ns = await lane.runner.run(requests)
+            responses, compute_ns = await lane.runner.run([item.request for item in batch])
             error = None
         except Exception as e:
             responses, compute_ns = [None] * len(batch), 0
@@ -271,33 +284,43 @@ class SequenceBatcher(Scheduler):
             item.request.set_state(RequestState.RELEASED)
             self.table.touch(item.request.correlation_id)
             failure = error if response is None else response.error
+            if item.request.flags & FLAG_SEQUENCE_END:
+                self._forget(item.key)
             if failure is not None:
-                self.stats.fail.add(done - item.arrived)
+                self.stats.fail.add(done - item.stats_arrived)
                 if not item.future.done():
                     item.future.set_exception(failure)
                 continue
+            self._keep_state(item, response)
             ok += 1
-            self.stats.record_request(item.arrived, started, done, compute_ns)
+            self.stats.record_request(item.stats_arrived, started, done, compute_ns)
             if not item.future.done():
                 item.future.set_result(response)
         if ok:
             self.stats.record_execution(ok, ok, compute_ns, done)
 
+    def _keep_state(self, item: _Item, response: InferenceResponse) -> None:
+        """The response's state outputs become its sequence's next state inputs, while the run lives."""
+        if not self.states:
+            return
+        new = take_states(response, self.states, self.visible_outputs)
+        if item.key in self._live:  # not when the run ended, was restarted or was reaped meanwhile
+            self._stored[item.key] = new
+
+    def _forget(self, key: int) -> None:
+        self._live.discard(key)
+        self._stored.pop(key, None)
+
     async def stop(self) -> None:
         self._stopping = True
+        # backlogged sequences could wait forever for a slot: they fail now, the rest finish
+        for _, waiting in self._backlog.drain():
+            self._fail_waiting(waiting, TritonError(ErrorCode.UNAVAILABLE, "model is unloading"))
         while self._inflight:
             await asyncio.sleep(0.01)
         if self._reaper is not None:
             self._reaper.cancel()
-        for _, future in self._backlog:
-            if not future.done():
-                future.set_exception(TritonError(ErrorCode.UNAVAILABLE, "model is unloading"))
         for lane in self._lanes:
             if lane.task is not None:
                 lane.task.cancel()
             lane.runner.close()
-
-
-def _np(datatype: str):
-    return {"BOOL": np.bool_, "INT32": np.int32, "FP32": np.float32, "UINT64": np.uint64, "INT64": np.int64,
-            "UINT32": np.uint32}.get(datatype, np.int32)

@@ -11,7 +11,7 @@ from triton_asyncio.core.response import InferenceResponse
 from triton_asyncio.core.stats import ModelStats
 from triton_asyncio.core.tensor import Tensor
 from triton_asyncio.errors import ErrorCode, TritonError
-from triton_asyncio.scheduling.sequence import Control, SequenceBatcher, SlotTable
+from triton_asyncio.scheduling.sequence import Control, Oldest, SequenceBatcher, SlotTable, StateSpec
 
 
 class Clock:
@@ -166,3 +166,115 @@ async def test_backlog_admitted_when_slot_frees():
     await b.submit(_req(1, FLAG_SEQUENCE_END))
     assert (await asyncio.wait_for(waiting, 1)).id == "5"
     await b.stop()
+
+
+def _oldest(executor, candidates=4, max_batch_size=8, **kw):
+    return SequenceBatcher([executor], ModelStats(), model_name="m", max_batch_size=max_batch_size,
+                           oldest=Oldest(candidates, (), 0), **kw)
+
+
+@_sync
+async def test_oldest_batches_sequences_oldest_first_one_request_per_sequence():
+    rec = Recorder()
+    b = _oldest(rec)
+    # all enqueued before the worker runs: START of 1 and "y", then two more of 1 and one of "y"
+    results = await asyncio.gather(b.submit(_req(1, FLAG_SEQUENCE_START, 10)), b.submit(_req(1, 0, 11)),
+                                   b.submit(_req("y", FLAG_SEQUENCE_START, 20)), b.submit(_req(1, 0, 12)),
+                                   b.submit(_req("y", FLAG_SEQUENCE_END, 21)))
+    assert [r.id for r in results] == ["10", "11", "20", "12", "21"]
+    assert [[r.id for r in call] for call in rec.calls] == [["10", "20"], ["11", "21"], ["12"]]
+    assert (b.stats.execution_count, b.stats.inference_count) == (3, 5)
+    await b.stop()
+
+
+@_sync
+async def test_oldest_backlog_keeps_later_requests_until_a_candidate_ends():
+    rec = Recorder()
+    b = _oldest(rec, candidates=1)
+    await b.submit(_req(1, FLAG_SEQUENCE_START, 1))
+    # sequence 2 finds no candidate slot: its START and its next request wait together
+    waiting = [asyncio.ensure_future(b.submit(_req(2, FLAG_SEQUENCE_START, 20))),
+               asyncio.ensure_future(b.submit(_req(2, FLAG_SEQUENCE_END, 21)))]
+    await asyncio.sleep(0)
+    assert not any(f.done() for f in waiting)
+    await b.submit(_req(1, FLAG_SEQUENCE_END, 2))
+    assert [r.id for r in await asyncio.wait_for(asyncio.gather(*waiting), 5)] == ["20", "21"]
+    assert [r.id for call in rec.calls for r in call] == ["1", "2", "20", "21"]
+    assert b.table.active_count == 0
+    await b.stop()
+
+
+@_sync
+async def test_backlog_timeout_fails_the_whole_waiting_sequence():
+    b = _batcher(Recorder())
+    await b.submit(_req(1, FLAG_SEQUENCE_START))
+    late = _req(2, FLAG_SEQUENCE_START)
+    late.timeout_us = 1000
+    with pytest.raises(TritonError) as e:
+        await asyncio.wait_for(b.submit(late), 5)
+    assert e.value.code == ErrorCode.UNAVAILABLE
+    assert e.value.message == "timeout of the corresponding sequence has been expired"
+    with pytest.raises(TritonError, match="must specify the START flag"):
+        await b.submit(_req(2))
+    await b.stop()
+
+
+@_sync
+async def test_idle_sequence_is_released_and_its_slot_goes_to_the_backlog():
+    clock = Clock()
+    b = SequenceBatcher([Recorder()], ModelStats(), model_name="m", max_batch_size=0, idle_us=1000, clock=clock)
+    await b.submit(_req(1, FLAG_SEQUENCE_START))
+    waiting = asyncio.ensure_future(b.submit(_req(2, FLAG_SEQUENCE_START, 5)))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    clock.ns = 2_000_000  # past the idle limit: the reaper releases sequence 1
+    assert (await asyncio.wait_for(waiting, 5)).id == "5"
+    with pytest.raises(TritonError, match="inference request for sequence 1 to model 'm' must specify the START"):
+        await b.submit(_req(1))
+    await b.stop()
+
+
+class Accumulator:
+    """OUTPUT = INPUT + STATE_IN, STATE_OUT = OUTPUT, per request, like the simple_state model."""
+
+    name = "acc_0_0"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def execute(self, requests):
+        self.batches.append(len(requests))
+        out = []
+        for r in requests:
+            total = r.inputs["INPUT"].as_numpy() + r.inputs["STATE_IN"].as_numpy()
+            out.append(InferenceResponse(r.model_name, "1", r.id, [Tensor("OUTPUT", "INT32", [1, 1], array=total),
+                                                                   Tensor("STATE_OUT", "INT32", [1, 1], array=total)]))
+        return out
+
+
+STATE = (StateSpec("STATE_IN", "STATE_OUT", "INT32", (1,)),)
+
+
+def _value(response) -> int:
+    assert [t.name for t in response.outputs] == ["OUTPUT"]  # the state output stays inside
+    return int(response.outputs[0].as_numpy()[0, 0])
+
+
+@pytest.mark.parametrize("oldest", [False, True])
+def test_implicit_state_accumulates_per_sequence(oldest):
+    async def run():
+        acc = Accumulator()
+        b = SequenceBatcher([acc], ModelStats(), model_name="m", max_batch_size=4, states=STATE,
+                            visible_outputs=frozenset({"OUTPUT"}), oldest=Oldest(4) if oldest else None)
+        # queued together: each request's state is its predecessor's output, rows batched across sequences
+        steps = [(1, FLAG_SEQUENCE_START, 1), ("s", FLAG_SEQUENCE_START, 100), (1, 0, 2), ("s", 0, 200),
+                 (1, FLAG_SEQUENCE_END, 3), ("s", FLAG_SEQUENCE_END, 300)]
+        got = await asyncio.gather(*(b.submit(_req(c, f, v)) for c, f, v in steps))
+        assert [_value(r) for r in got] == [1, 100, 3, 300, 6, 600]
+        assert max(acc.batches) == 2
+        # a new run of id 1 starts again from the initial (zero) state
+        assert _value(await b.submit(_req(1, FLAG_SEQUENCE_START, 7))) == 7
+        assert _value(await b.submit(_req(1, FLAG_SEQUENCE_END, 1))) == 8
+        assert b._stored == {}
+        await b.stop()
+    asyncio.run(run())
