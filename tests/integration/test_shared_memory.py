@@ -183,3 +183,15 @@ def test_disabled_by_default(server):
         client.register_system_shared_memory("x", "/x", 8)
     client.close()
     assert not os.path.exists("/dev/shm/x")
+
+
+@pytest.mark.perf_analyzer
+@pytest.mark.parametrize(("proto", "extra"), [("http", ()), ("http", ("--async",)), ("grpc", ()),
+                                              ("grpc", ("--async",))])
+def test_perf_analyzer_with_system_shared_memory(shm_server, proto, extra):
+    from .test_perf_analyzer_smoke import _perf_analyzer, _run
+    pa = _perf_analyzer()
+    if pa is None:
+        pytest.skip("perf_analyzer is not installed (scripts/install_perf_analyzer.sh)")
+    url = shm_server.http_url if proto == "http" else shm_server.grpc_url
+    _run(pa, url, "-i", proto, "--shared-memory=system", "--output-shared-memory-size=64", *extra)
