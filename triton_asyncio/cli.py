@@ -74,7 +74,8 @@ def build_server(options: ServerOptions) -> tuple[InferenceServer, dict[str, lis
         errors = manager.load_all()
     server = InferenceServer(manager, server_id=options.id, strict_readiness=options.strict_readiness,
                              response_cache=response_cache.from_settings(options.cache_config),
-                             shm=ShmRegistry(enabled=options.allow_client_shm))
+                             shm=ShmRegistry(enabled=options.allow_client_shm),
+                             model_control_mode=options.model_control_mode)
     return server, errors
 
 
@@ -106,8 +107,27 @@ async def serve(options: ServerOptions) -> int:
     listeners = await _start_listeners(options, server)
     stop = asyncio.Event()
     _install_signals(stop)
+    poller = None
+    if options.model_control_mode == "poll" and options.repository_poll_secs > 0:
+        poller = asyncio.create_task(_poll_repository(server.manager, options.repository_poll_secs, stop))
     await stop.wait()
+    if poller is not None:
+        await poller  # a poll under way finishes (not cancelled: a half-swapped model would leak)
     return await _shutdown(options, server, listeners)
+
+
+async def _poll_repository(manager: RepositoryManager, period_s: int, stop: asyncio.Event) -> None:
+    """Poll mode's main loop (tritonserver polls on its main thread): sleep, rescan, until stopped."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), period_s)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            await manager.poll()
+        except Exception:  # a repository that cannot be read now may be readable at the next poll
+            log.exception("failed to poll the model repository")
 
 
 async def _start_listeners(options: ServerOptions, server: InferenceServer) -> list:

@@ -1,7 +1,9 @@
 """Per-version readiness states, as Triton's ModelReadyState, with checked transitions.
 
 Rules: every state change of a model version goes through `VersionState.set`; the repository
-index and readiness read nothing else.
+index and readiness read nothing else. READY -> LOADING is a reload: the old model keeps serving
+until the new one is READY (or, if the new one fails, the version goes back to READY on the old).
+What serves requests is the manager's table of loaded models, not these states.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ _S = ModelReadyState
 _ALLOWED = {
     _S.UNKNOWN: {_S.LOADING, _S.UNAVAILABLE},
     _S.LOADING: {_S.READY, _S.UNAVAILABLE},
-    _S.READY: {_S.UNLOADING},
+    _S.READY: {_S.UNLOADING, _S.LOADING},
     _S.UNLOADING: {_S.UNAVAILABLE},
     _S.UNAVAILABLE: {_S.LOADING, _S.UNAVAILABLE},
 }

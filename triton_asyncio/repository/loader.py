@@ -31,8 +31,14 @@ class PreparedModel:
     versions: list[int]
 
 
-def prepare_model(path: str, name: str, settings: LoadSettings) -> PreparedModel:
-    config = config_io.read_config(path, settings.model_config_name)
+def prepare_model(path: str, name: str, settings: LoadSettings, config_override: Any = None) -> PreparedModel:
+    """`config_override` (a ModelConfig from a load request) replaces the config file; it is copied,
+    since auto-complete and normalization fill it in place."""
+    if config_override is not None:
+        config = config_io.empty_config()
+        config.CopyFrom(config_override)
+    else:
+        config = config_io.read_config(path, settings.model_config_name)
     available = versions.find_versions(path)
     if config is None:
         if not settings.auto_complete:

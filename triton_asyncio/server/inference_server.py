@@ -18,6 +18,7 @@ from ..core.response import InferenceResponse
 from ..core.tensor import Tensor
 from ..errors import ErrorCode, TritonError, internal, invalid_arg, unavailable
 from ..memory.shm_registry import ShmRegistry
+from ..repository import control
 from ..repository.manager import RepositoryManager
 from ..repository.model import Model
 from .response_cache import ResponseCache, request_key
@@ -42,8 +43,9 @@ class ServerState(enum.Enum):
 class InferenceServer:
     def __init__(self, manager: RepositoryManager, *, server_id: str = "triton",
                  strict_readiness: bool = True, response_cache: ResponseCache | None = None,
-                 shm: ShmRegistry | None = None) -> None:
+                 shm: ShmRegistry | None = None, model_control_mode: str = "none") -> None:
         self.manager = manager
+        self.model_control_mode = model_control_mode  # "none" | "poll" | "explicit"
         manager.request_validator = validate_request
         self.server_id = server_id
         self.version = TRITON_VERSION
@@ -111,7 +113,29 @@ class InferenceServer:
         return models
 
     def repository_index(self, ready_only: bool = False) -> list[tuple[str, Any, Any, str]]:
+        if self.model_control_mode == "explicit":
+            self.manager.scan()  # Triton polls the repository for the index: new directories show
         return self.manager.index(ready_only)
+
+    # -- model control (explicit mode) -------------------------------------------------------
+    def _check_explicit(self) -> None:
+        if self.model_control_mode != "explicit":
+            raise unavailable("explicit model load / unload is not allowed if polling is enabled")
+
+    async def load_model(self, name: str, config: str | None = None,
+                         files: dict[str, bytes] | None = None) -> None:
+        """Load or reload a model, returning when it finished; Triton's 400 lists what failed."""
+        self._check_explicit()
+        override = control.make_override(name, config, files or {})
+        # shielded: a client that disconnects must not leave the model half loaded
+        errors = await asyncio.shield(self.manager.load_async(name, override))
+        if errors:
+            raise invalid_arg(f"load failed for model '{name}': " + "".join(f"{e};\n" for e in errors))
+
+    async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
+        """Unload a model after its in-flight requests finish; an unknown model is no error."""
+        self._check_explicit()
+        await asyncio.shield(self.manager.unload_async(name, unload_dependents))
 
     # -- inference (hot path) ----------------------------------------------------------------
     def prepare(self, model: Model, request: InferenceRequest) -> InferenceResponse | None:

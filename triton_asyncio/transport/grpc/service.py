@@ -36,7 +36,6 @@ _NOT_SERVING = health_pb2.HealthCheckResponse(
 
 _DECOUPLED = "ModelInfer RPC doesn't support models with decoupled transaction policy"
 _NAMED_REPOSITORY = "'repository_name' specification is not supported"
-_NOT_EXPLICIT = "explicit model load / unload is not allowed if polling is enabled"
 
 
 def rpc_error(e: TritonError) -> RpcError:
@@ -58,6 +57,15 @@ def _guard(handler: Callable) -> UnaryHandler:
         except TritonError as e:
             raise rpc_error(e) from None
     return call
+
+
+async def _control(call: Awaitable[None]) -> bytes:
+    """A model-control RPC: its (empty) response once the load or unload finished."""
+    try:
+        await call
+    except TritonError as e:
+        raise rpc_error(e) from None
+    return b""
 
 
 def _restrict_unary(handler: UnaryHandler, header: str, value: str) -> UnaryHandler:
@@ -191,8 +199,7 @@ class GrpcService:
             raise unsupported(_NAMED_REPOSITORY)
         return gm.repository_index(self.server.repository_index(req.ready))
 
-    # -- features that come later: answered as Triton does with them disabled ----------------
-    def _repository_model_load(self, buffer: Buffer, ctx: CallContext) -> bytes:
+    def _repository_model_load(self, buffer: Buffer, ctx: CallContext) -> Awaitable[bytes]:
         req = _parse(pb.RepositoryModelLoadRequest, buffer)
         if req.repository_name:
             raise unsupported(_NAMED_REPOSITORY)
@@ -206,9 +213,11 @@ class GrpcService:
                                   f"invalid value type for load parameter '{key}', expected bytes_param.")
             if key != "config" and not key.startswith("file:"):
                 raise TritonError(ErrorCode.INVALID_ARG, f"unrecognized load parameter '{key}'.")
-        raise unavailable(_NOT_EXPLICIT)
+        config = req.parameters["config"].string_param if "config" in req.parameters else None
+        files = {key[len("file:"):]: p.bytes_param for key, p in req.parameters.items() if key.startswith("file:")}
+        return _control(self.server.load_model(req.model_name, config, files))
 
-    def _repository_model_unload(self, buffer: Buffer, ctx: CallContext) -> bytes:
+    def _repository_model_unload(self, buffer: Buffer, ctx: CallContext) -> Awaitable[bytes]:
         req = _parse(pb.RepositoryModelUnloadRequest, buffer)
         if req.repository_name:
             raise unsupported(_NAMED_REPOSITORY)
@@ -216,8 +225,9 @@ class GrpcService:
         if p is not None and p.WhichOneof("parameter_choice") != "bool_param":
             raise TritonError(ErrorCode.INVALID_ARG,
                               "invalid value type for 'unload_dependents' parameter, expected bool_param.")
-        raise unavailable(_NOT_EXPLICIT)
+        return _control(self.server.unload_model(req.model_name, p is not None and p.bool_param))
 
+    # -- features that come later: answered as Triton does with them disabled ----------------
     def _system_shm_status(self, buffer: Buffer, ctx: CallContext) -> bytes:
         req = _parse(pb.SystemSharedMemoryStatusRequest, buffer)
         out = pb.SystemSharedMemoryStatusResponse()

@@ -6,6 +6,8 @@ Rules: no inference logic here; a TritonError becomes `codec.status.http_status(
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -54,6 +56,8 @@ class HttpApp:
             Endpoint.GENERATE: self._generate,
             Endpoint.GENERATE_STREAM: self._generate_stream,
             Endpoint.REPO_INDEX: self._repository_index,
+            Endpoint.REPO_LOAD: self._repository_load,
+            Endpoint.REPO_UNLOAD: self._repository_unload,
             Endpoint.SYS_SHM_STATUS: self._sys_shm_status,
             Endpoint.SYS_SHM_REGISTER: self._sys_shm_register,
             Endpoint.SYS_SHM_UNREGISTER: self._sys_shm_unregister,
@@ -127,6 +131,24 @@ class HttpApp:
                 raise invalid_arg("Invalid value for 'ready': expected a boolean")
         body = kserve_json.encode_repository_index(self.server.repository_index(ready))
         return HttpResponse(200, list(_JSON), [body])
+
+    def _repository_load(self, request: HttpRequest, params: dict) -> Awaitable[HttpResponse]:
+        config, files = _load_parameters(request.body)
+        return self._control(self.server.load_model(params["model"], config, files))
+
+    def _repository_unload(self, request: HttpRequest, params: dict) -> Awaitable[HttpResponse]:
+        value = _body_parameters(request.body).get("unload_dependents", False)
+        if not isinstance(value, bool):
+            raise invalid_arg(f"Unable to parse 'unload_dependents': expected a boolean, got {value!r}")
+        return self._control(self.server.unload_model(params["model"], value))
+
+    @staticmethod
+    async def _control(call: Awaitable[None]) -> HttpResponse:
+        try:
+            await call
+        except TritonError as e:
+            return _error(e)
+        return _EMPTY_OK
 
     # -- shared memory -----------------------------------------------------------------------
     def _sys_shm_status(self, request: HttpRequest, params: dict) -> HttpResponse:
@@ -297,6 +319,35 @@ async def _events(first, stream: AsyncIterator, encode: Callable) -> AsyncIterat
                 return
     finally:
         await stream.aclose()
+
+
+def _body_parameters(body) -> dict:
+    """The `parameters` object of a repository request body (absent or empty body: {})."""
+    if not len(body):
+        return {}
+    doc = kserve_json.parse_json(body)
+    parameters = doc.get("parameters", {}) if isinstance(doc, dict) else {}
+    if not isinstance(parameters, dict):
+        raise invalid_arg("Unable to parse 'parameters': expected an object")
+    return parameters
+
+
+def _load_parameters(body) -> tuple[str | None, dict[str, bytes]]:
+    """`config` (a JSON string) and the `file:<path>` entries (base64, decoded leniently as Triton)."""
+    config, files = None, {}
+    for key, value in _body_parameters(body).items():
+        if key != "config" and not key.startswith("file:"):
+            raise TritonError(ErrorCode.INTERNAL, "unexpected error on creating Triton parameter")
+        if not isinstance(value, str):
+            raise invalid_arg(f"Unable to parse '{key}': expected a string")
+        if key == "config":
+            config = value
+            continue
+        try:
+            files[key[len("file:"):]] = base64.b64decode(value)
+        except (binascii.Error, ValueError):
+            raise invalid_arg(f"Unable to parse '{key}': invalid base64 content") from None
+    return config, files
 
 
 def _infer_error(e: TritonError) -> HttpResponse:
