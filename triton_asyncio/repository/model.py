@@ -5,6 +5,7 @@ event loop); `Model.infer` is the only path from the server into a scheduler.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -57,6 +58,10 @@ class Model:
 
     async def unload(self) -> None:
         await self.scheduler.stop()
+        # finalize may wait on other processes (Python stubs): off the loop, which keeps serving
+        await asyncio.get_running_loop().run_in_executor(None, self._finalize)
+
+    def _finalize(self) -> None:
         for instance in self.instances:
             _quietly(instance.finalize, f"finalizing instance {instance.name}")
         _quietly(self.backend.finalize, f"finalizing model {self.name}")
