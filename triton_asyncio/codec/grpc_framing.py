@@ -2,7 +2,8 @@
 
 Rules: a message on the wire is 1 byte compressed flag + 4-byte big-endian length + payload.
 `MessageDecoder` reassembles messages across arbitrary chunk boundaries without copying a message
-that lies inside one chunk; a message spanning chunks is copied once into its own buffer. Errors
+that lies inside one chunk; a message spanning chunks is copied into its own buffer, grown as
+its bytes arrive (memory follows what was received, never what a prefix claims). Errors
 are `FramingError(status, message)`, which the transport turns into trailers. Nothing here knows
 HTTP/2 or asyncio.
 """
@@ -44,7 +45,7 @@ def check_encoding(encoding: str | None) -> None:
 class MessageDecoder:
     """Length-prefixed messages out of a byte stream, fed chunk by chunk."""
 
-    __slots__ = ("_max", "_encoding", "_head", "_body", "_filled", "_flag")
+    __slots__ = ("_max", "_encoding", "_head", "_body", "_size", "_flag")
 
     def __init__(self, max_message_size: int, encoding: str | None = None) -> None:
         check_encoding(encoding)
@@ -52,13 +53,13 @@ class MessageDecoder:
         self._encoding = None if encoding in _IDENTITY else encoding
         self._head = b""  # a partial 5-byte prefix
         self._body: bytearray | None = None  # the message being filled across chunks
-        self._filled = 0
+        self._size = 0  # the size its prefix declared
         self._flag = 0
 
     @property
     def pending(self) -> int:
         """Bytes held for a message not yet complete."""
-        return len(self._head) + (self._filled if self._body is not None else 0)
+        return len(self._head) + (len(self._body) if self._body is not None else 0)
 
     @property
     def at_message_boundary(self) -> bool:
@@ -111,20 +112,20 @@ class MessageDecoder:
             self._start_body(flag, size, b"")
         body = self._body
         assert body is not None
-        take = min(len(body) - self._filled, len(data) - pos)
-        body[self._filled:self._filled + take] = memoryview(data)[pos:pos + take]
-        self._filled += take
+        take = min(self._size - len(body), len(data) - pos)
+        body += memoryview(data)[pos:pos + take]
         pos += take
-        if self._filled == len(body):
+        if len(body) == self._size:
             self._body = None
             out.append(body if not self._flag else self._inflate(body))
         return pos
 
     def _start_body(self, flag: int, size: int, first: Buffer) -> None:
         self._flag = flag
-        self._body = bytearray(size)
-        self._filled = len(first)
-        self._body[:self._filled] = first
+        self._size = size
+        # grown as bytes arrive, never preallocated: a 5-byte prefix must not reserve up to
+        # max_message_size (2 GiB by default) before the peer has sent any of it
+        self._body = bytearray(first)
 
     def _bad_prefix(self, flag: int, size: int) -> FramingError:
         if flag > 1:

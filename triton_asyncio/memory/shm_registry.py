@@ -66,7 +66,8 @@ class ShmRegistry:
                 size = os.fstat(fd).st_size
             except OSError:
                 raise internal(f"Invalid shared memory region: '{key}'") from None
-            if offset + byte_size > size:
+            # the codecs pass only uint64s, but a negative here would slice from the end of the map
+            if offset < 0 or byte_size < 0 or offset + byte_size > size:
                 raise invalid_arg(f"failed to register shared memory region '{name}': invalid args")
             if byte_size == 0:
                 view = memoryview(bytearray(0))
@@ -136,9 +137,11 @@ class ShmRegistry:
             raise not_found(f"Unable to find shared memory region: '{name}'")
         if region.kind != "system":
             raise unsupported(f"shared memory region '{name}' is CUDA shared memory, which needs a GPU")
-        if offset >= region.byte_size and region.byte_size:
+        # gRPC carries offset and size as int64: a negative one is Triton's size_t wrapped around,
+        # i.e. past the end, and must never become a Python slice counted from the end of the view
+        if offset < 0 or (offset >= region.byte_size and region.byte_size):
             raise invalid_arg(f"Invalid offset for shared memory region: '{name}'")
-        if offset + byte_size > region.byte_size:
+        if byte_size < 0 or offset + byte_size > region.byte_size:
             raise invalid_arg(f"Invalid offset + byte size for shared memory region: '{name}'")
         assert region.view is not None
         return region.view[offset:offset + byte_size]

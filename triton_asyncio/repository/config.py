@@ -64,7 +64,7 @@ def parse_config(text: str | bytes, path: str | Path = CONFIG_FILENAME) -> Model
     """Parse text-format bytes as Triton does; any failure is INTERNAL `failed to read text proto from <path>`."""
     try:
         return text_format.Parse(text, ModelConfig())
-    except (text_format.ParseError, UnicodeDecodeError) as exc:
+    except (text_format.ParseError, ValueError) as exc:  # ValueError: bad UTF-8, or an out-of-range enum number
         raise TritonError(ErrorCode.INTERNAL, f"failed to read text proto from {path}") from exc
 
 

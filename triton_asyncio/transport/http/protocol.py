@@ -26,6 +26,7 @@ log = logging.getLogger("triton_asyncio.http")
 App = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
 
 MAX_CHUNKS = 65536
+PREALLOCATE_MAX = 2**20  # largest Content-Length body read into one buffer allocated up front
 _CHUNKS_ERROR = (f"Chunked request body exceeds maximum of {MAX_CHUNKS} non-empty chunks. "
                  "Send fewer or larger HTTP chunks.")
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
@@ -200,10 +201,16 @@ class HttpProtocol(asyncio.Protocol):
         if not self._body and len(data) == self._expected:
             self._body = data  # the whole body in one piece: keep it as it is
             return True
-        if not self._body:
-            self._body = bytearray(self._expected)
+        body = self._body
+        if not body:
+            # preallocate what Content-Length promises only up to a bound: a few header bytes must
+            # not reserve max_body_size (2 GiB) each; a bigger body grows as its bytes arrive
+            body = self._body = bytearray(self._expected if self._expected <= PREALLOCATE_MAX else 0)
         end = self._filled + len(data)
-        self._body[self._filled:end] = data  # type: ignore[index]
+        if len(body) >= end:
+            body[self._filled:end] = data  # type: ignore[index]
+        else:
+            body += data  # type: ignore[operator]
         self._filled = end
         return True
 
