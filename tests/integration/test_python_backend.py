@@ -291,6 +291,26 @@ class TritonPythonModel:
         assert seen == again, (seen, again)
         return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array(seen, np.float32))])]
 """),
+    "f_leak": ('parameters { key: "stub_memory_limit_bytes" value { string_value: "209715200" } }\n', """
+_LEAKED = []
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        _LEAKED.append(np.ones(8 << 20))  # 64 MiB, touched, never freed
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([os.getpid()], np.float32))])
+                for r in requests]
+"""),
+    "f_shadow": ("", """
+import arena  # the model's own modules, named like the stub's helpers
+import ipc
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        value = np.array([arena.VALUE + ipc.VALUE], np.float32)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", value)]) for r in requests]
+"""),
 }
 _LOAD_FAULTS = ("f_import", "f_init", "f_auto")
 
@@ -303,6 +323,10 @@ def _write_models(repo: str, names) -> None:
             f.write(_CONFIG.format(name=name, extra=extra))
         with open(os.path.join(repo, name, "1", "model.py"), "w") as f:
             f.write(textwrap.dedent(_HEADER) + body)
+    if "f_shadow" in names:
+        for module, value in (("arena", 40), ("ipc", 2)):
+            with open(os.path.join(repo, "f_shadow", "1", f"{module}.py"), "w") as f:
+                f.write(f"VALUE = {value}\n")
     if "f_auto" in names:  # everything but the backend comes from auto_complete_config
         with open(os.path.join(repo, "f_auto", "config.pbtxt"), "w") as f:
             f.write('backend: "python"\n')
@@ -521,3 +545,14 @@ def test_decoupled_repeat_over_http_generate_stream(server):
         assert [(e["OUT"], e["IDX"]) for e in events] == [([4, 5], 0), ([4, 5], 1)]
     finally:
         conn.close()
+
+
+def test_a_leaking_stub_is_recycled_without_failing_a_request(fault_server):
+    # 64 MiB leaked per execute against a 200 MiB limit: a new stub every few requests, none failing
+    pids = [int(_infer(fault_server, "f_leak", 0)[0]) for _ in range(8)]
+    assert len(set(pids)) >= 2, pids
+    assert "over stub_memory_limit_bytes" in fault_server.log()
+
+
+def test_model_modules_are_not_shadowed_by_the_stubs_own(fault_server):
+    assert _infer(fault_server, "f_shadow", 0).tolist() == [42.0]

@@ -16,6 +16,10 @@ Config parameters (`parameters { key: ... value { string_value: ... } }`):
   stub_timeout_seconds      start-up, initialize and finalize limit (default 30)
   arena_byte_size           size of each of the two shared-memory arenas per stub (default 256 MiB;
                             sparse, so only the pages tensors touch cost memory)
+  stub_memory_limit_bytes   beyond Triton: after an execute, a stub whose resident memory exceeds
+                            this is recycled (stopped and started again, initialize re-run) before
+                            it takes the next batch, so a model that leaks cannot take the host
+                            down; requests meanwhile wait for the new stub (default: no limit)
 """
 from __future__ import annotations
 
@@ -168,6 +172,7 @@ class PythonInstance(ModelInstance):
         self.execute_timeout = _float_param(config, "execute_timeout_seconds", None)
         self.stub_timeout = _float_param(config, "stub_timeout_seconds", 30.0) or 30.0
         self.arena_size = int(_param(config, "arena_byte_size", "") or 256 << 20)
+        self.memory_limit = _float_param(config, "stub_memory_limit_bytes", None)
         self.init_meta = {
             "model_path": backend.model_path, "model_name": self.model_name, "decoupled": self.decoupled,
             "batching": self.batching,
@@ -281,6 +286,8 @@ class PythonInstance(ModelInstance):
             stub.kill(f"execute exceeded execute_timeout_seconds ({self.execute_timeout:g} s), so the stub "
                       "process was killed")
             batch.event.wait()
+        if self.memory_limit is not None:
+            self._recycle_if_bloated(stub)
         if batch.error is not None:
             if self.decoupled:
                 with self._lock:
@@ -291,6 +298,18 @@ class PythonInstance(ModelInstance):
             return [InferenceResponse(self.model_name, self.version, id=r.id) for r in requests]
         return [self._response(stub, request, meta)
                 for request, meta in zip(requests, batch.responses, strict=True)]  # type: ignore[arg-type]
+
+    def _recycle_if_bloated(self, stub: StubProcess) -> None:
+        """Restart a stub over its memory limit between batches (none is in flight on this instance
+        now: one execute at a time), unless decoupled responses are still streaming from it."""
+        rss = _resident_bytes(stub.proc.pid)
+        if rss is None or rss <= self.memory_limit or self._streaming:  # type: ignore[operator]
+            return
+        log.warning("%s: the stub process uses %d bytes, over stub_memory_limit_bytes (%d): recycling it",
+                    self.label, rss, self.memory_limit)
+        self._ready.clear()  # the next batch waits for the new stub instead of meeting the dying one
+        stub.kill(f"its memory use ({rss} bytes) exceeded stub_memory_limit_bytes ({self.memory_limit:.0f}), "
+                  "so the stub process was recycled")
 
     def _ready_stub(self) -> StubProcess:
         if not self._ready.is_set():
@@ -440,3 +459,15 @@ class PythonInstance(ModelInstance):
         stub.stop(5.0)
         self._fail_in_flight(unavailable(f"{self.label} was unloaded"))
         self._bls.shutdown(wait=False, cancel_futures=True)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _resident_bytes(pid: int) -> int | None:
+    """A process's resident set size from /proc (None where that is not readable)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None

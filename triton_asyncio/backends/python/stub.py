@@ -32,6 +32,13 @@ import arena as shm  # noqa: E402 - after the path set-up, on purpose
 import ipc  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
+# The helpers are the stub's, not the model's: free their module names and the path entry, so a
+# model with its own arena.py, ipc.py or process.py imports its own (pb_utils stays importable:
+# it is in sys.modules).
+for _helper in ("arena", "ipc"):
+    sys.modules[f"_triton_stub_{_helper}"] = sys.modules.pop(_helper)
+sys.path.remove(os.path.dirname(os.path.abspath(__file__)))
+
 _PR_SET_PDEATHSIG = 1
 _STOP = object()
 
