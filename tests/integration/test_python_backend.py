@@ -7,6 +7,8 @@ import json
 import os
 import queue
 import signal
+import socket
+import struct
 import textwrap
 import threading
 import time
@@ -311,6 +313,25 @@ class TritonPythonModel:
         value = np.array([arena.VALUE + ipc.VALUE], np.float32)
         return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", value)]) for r in requests]
 """),
+    "f_cancel": ("", """
+_SEEN = []
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.marker = os.path.join(args["model_repository"], "executing")
+
+    def execute(self, requests):
+        x = requests[0].inputs()[0].as_numpy()
+        if x[0] == 1:  # runs until its client goes away (at most a minute)
+            open(self.marker, "w").close()
+            deadline = time.monotonic() + 60
+            while not requests[0].is_cancelled() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            _SEEN.append(requests[0].is_cancelled())
+        out = np.array([1.0 if any(_SEEN) else 0.0], np.float32)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", out)]) for r in requests]
+"""),
 }
 _LOAD_FAULTS = ("f_import", "f_init", "f_auto")
 
@@ -556,3 +577,16 @@ def test_a_leaking_stub_is_recycled_without_failing_a_request(fault_server):
 
 def test_model_modules_are_not_shadowed_by_the_stubs_own(fault_server):
     assert _infer(fault_server, "f_shadow", 0).tolist() == [42.0]
+
+
+def test_a_client_that_goes_away_is_seen_by_is_cancelled(fault_server):
+    body = json.dumps({"inputs": [{"name": "IN", "datatype": "FP32", "shape": [1], "data": [1.0]}]})
+    host, port = fault_server.http_url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=DEADLINE_S)
+    conn.request("POST", "/v2/models/f_cancel/infer", body, {"Content-Type": "application/json"})
+    _wait(lambda: os.path.exists(os.path.join(fault_server.repo, "f_cancel", "executing")), "the execute to start")
+    # the client goes away mid-request: an abortive close (RST), as when its connection breaks
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.sock.close()
+    conn.close()
+    assert _wait(lambda: _infer(fault_server, "f_cancel", 0).tolist() == [1.0], "the model to see the cancel")

@@ -86,6 +86,7 @@ class DynamicBatcher(Scheduler):
         try:
             return await entry.future
         except asyncio.CancelledError:
+            request.cancelled = True  # if its batch already runs, a backend may still tell the model
             self._withdraw(entry)
             raise
         finally:

@@ -72,6 +72,9 @@ class InstanceRunner:
         except asyncio.CancelledError:
             # The execute cannot be stopped: the instance stays busy until it ends, so that the
             # scheduler never starts a second execute on it (inline) while this one still runs.
+            # A backend that can tell its model (Python's is_cancelled) reads the flag.
+            for request in requests:
+                request.cancelled = True
             with contextlib.suppress(Exception):
                 await future
             raise

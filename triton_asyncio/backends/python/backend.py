@@ -50,6 +50,7 @@ log = logging.getLogger("triton_asyncio.backends.python")
 
 _INT64_PATHS = (("input", "dims"), ("output", "dims"))
 _BLS_THREADS = 8
+_CANCEL_POLL_S = 0.05  # how soon a long execute hears that a client went away
 
 
 def _param(config: Any, key: str, default: str | None = None) -> str | None:
@@ -282,10 +283,7 @@ class PythonInstance(ModelInstance):
             with self._lock:
                 self._batches.pop(batch_id, None)
             raise
-        if not batch.event.wait(self.execute_timeout):
-            stub.kill(f"execute exceeded execute_timeout_seconds ({self.execute_timeout:g} s), so the stub "
-                      "process was killed")
-            batch.event.wait()
+        self._wait(stub, batch, requests)
         if self.memory_limit is not None:
             self._recycle_if_bloated(stub)
         if batch.error is not None:
@@ -298,6 +296,29 @@ class PythonInstance(ModelInstance):
             return [InferenceResponse(self.model_name, self.version, id=r.id) for r in requests]
         return [self._response(stub, request, meta)
                 for request, meta in zip(requests, batch.responses, strict=True)]  # type: ignore[arg-type]
+
+    def _wait(self, stub: StubProcess, batch: _Batch, requests: list[InferenceRequest]) -> None:
+        """Until EXECUTE_DONE. Meanwhile, tell the stub about requests whose client went away (so
+        the model's is_cancelled() sees it) and enforce execute_timeout_seconds. A batch that ends
+        at once never polls: the first wait returns as soon as the reader sets the event."""
+        deadline = None if self.execute_timeout is None else time.monotonic() + self.execute_timeout
+        told: set[int] = set()
+        while True:
+            step = _CANCEL_POLL_S if deadline is None else min(_CANCEL_POLL_S, max(0.0, deadline - time.monotonic()))
+            if batch.event.wait(step):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                stub.kill(f"execute exceeded execute_timeout_seconds ({self.execute_timeout:g} s), so the stub "
+                          "process was killed")
+                batch.event.wait()
+                return
+            fresh = [h for h, r in zip(batch.handles, requests, strict=False) if r.cancelled and h not in told]
+            if fresh:
+                told.update(fresh)
+                try:
+                    stub.send(ipc.Cmd.CANCEL, {"requests": fresh})
+                except OSError:
+                    pass  # the stub is gone; its reader fails the batch
 
     def _recycle_if_bloated(self, stub: StubProcess) -> None:
         """Restart a stub over its memory limit between batches (none is in flight on this instance
