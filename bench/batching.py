@@ -54,9 +54,11 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None
     sys.exit("server not ready")
 
 
-def _measure(pa: str, model: str, url: str, proto: str, concurrency: int, window_ms: int) -> tuple[float, float]:
+def _measure(pa: str, model: str, url: str, proto: str, concurrency: int, window_ms: int,
+             extra: tuple[str, ...] = ()) -> tuple[float, float]:
+    """perf_analyzer on CPU 1 at one concurrency: (throughput infer/s, average latency µs)."""
     cmd = ["taskset", "-c", "1", pa, "-m", model, "-u", url, "-i", proto, "--concurrency-range", str(concurrency),
-           "-p", str(window_ms), "-s", "25", "--max-trials", "6"]
+           "-p", str(window_ms), "-s", "25", "--max-trials", "6", *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
     tput = re.search(r"Throughput: ([\d.]+) infer/sec", out)
     lat = re.search(r"Avg latency: (\d+) usec", out)

@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
-from batching import _free_port, _perf_analyzer, _wait_ready  # noqa: E402
+from batching import _free_port, _measure, _perf_analyzer, _wait_ready  # noqa: E402
 
 SIZES = {"ident_1m": 262144, "ident_16m": 4194304}  # FP32 elements
 
@@ -62,7 +62,7 @@ def perf_analyzer_part(args, repo: str) -> None:
             for rep in range(args.reps):
                 for mode in runs:
                     extra = ("--shared-memory=system", f"--output-shared-memory-size={4 * n}") if mode == "shm" else ()
-                    tput, lat = _measure_extra(pa, model, url, args.concurrency, extra)
+                    tput, lat = _measure(pa, model, url, "http", args.concurrency, 3000, extra)
                     runs[mode].append(tput)
                     print(f"rep {rep + 1} {model} {mode:6s} {tput:9.1f} infer/s  avg latency {lat / 1000:7.2f} ms",
                           flush=True)
@@ -73,18 +73,6 @@ def perf_analyzer_part(args, repo: str) -> None:
     finally:
         server.terminate()
         server.wait(30)
-
-
-def _measure_extra(pa, model, url, concurrency, extra):
-    import re
-    cmd = ["taskset", "-c", "1", pa, "-m", model, "-u", url, "-i", "http", "--concurrency-range", str(concurrency),
-           "-p", "3000", "-s", "25", "--max-trials", "6", *extra]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
-    tput = re.search(r"Throughput: ([\d.]+) infer/sec", out)
-    lat = re.search(r"Avg latency: (\d+) usec", out)
-    if not tput:
-        sys.exit(f"perf_analyzer failed:\n{out}")
-    return float(tput.group(1)), float(lat.group(1)) if lat else float("nan")
 
 
 async def in_process_part(args, repo: str) -> None:
