@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from batching import _free_port, _perf_analyzer, _wait_ready  # noqa: E402
+from batching import _free_port, _measure, _perf_analyzer, _wait_ready  # noqa: E402
 from example_python_models import python_identity  # noqa: E402
 from make_example_repo import _onnx_model, _write  # noqa: E402
 
@@ -49,17 +48,6 @@ def _repo() -> str:
     return repo
 
 
-def _run(pa: str, model: str, url: str, concurrency: int, elements: int) -> tuple[float, float]:
-    cmd = ["taskset", "-c", "1", pa, "-m", model, "-u", url, "-i", "http", "--concurrency-range", str(concurrency),
-           "--shape", f"INPUT0:{elements}", "-p", "3000", "-s", "25", "--max-trials", "6"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
-    tput = re.search(r"Throughput: ([\d.]+) infer/sec", out)
-    lat = re.search(r"Avg latency: (\d+) usec", out)
-    if not tput:
-        sys.exit(f"perf_analyzer failed:\n{out}")
-    return float(tput.group(1)), float(lat.group(1))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -79,7 +67,7 @@ def main() -> None:
             runs: dict[str, list[tuple[float, float]]] = {"onnx_identity": [], "python_identity": []}
             for rep in range(args.reps):
                 for model in runs:
-                    tput, lat = _run(pa, model, url, args.concurrency, elements)
+                    tput, lat = _measure(pa, model, url, "http", args.concurrency, 3000, ("--shape", f"INPUT0:{elements}"))
                     runs[model].append((tput, lat))
                     print(f"rep {rep + 1} {label:5s} {model:15s} {tput:9.1f} infer/s  {1e6 / tput:8.1f} µs/request  "
                           f"avg latency {lat:8.0f} µs", flush=True)
