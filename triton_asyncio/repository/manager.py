@@ -12,8 +12,10 @@ requests finish; the manager keeps no reference to it. Poll mode compares each m
 directory's fingerprint (control.py) with the last attempt: a change loads once (a failure keeps
 what serves and is not retried until the next change); a directory gone from disk is unloaded
 and forgotten. `unload_dependents` unloads, besides the model, the ensembles that use it and an
-ensemble's composing models that no other loaded ensemble uses. Only the local filesystem is
-supported here; cloud repositories plug in at `scan`.
+ensemble's composing models that no other loaded ensemble uses. A cloud repository (cloud.py)
+is a local mirror: `discover` lists its bucket, and each load and each poll first syncs the
+model's mirror directory from the bucket (a no-op when its objects are unchanged), so that
+everything after (fingerprints, prepare, build) is the local-directory path unchanged.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 from ..backends.base import ModelLocation
 from ..core.caller import InferenceCaller
 from ..errors import ErrorCode, TritonError, not_found, unavailable
-from . import control
+from . import cloud, control
 from .control import Fingerprint, LoadOverride
 from .ensemble import Validator, build_ensemble
 from .lifecycle import CODE_STRINGS, ModelReadyState, VersionState
@@ -70,6 +72,8 @@ class RepositoryManager:
         self.caller = InferenceCaller()
         self._loading: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        # Cloud repositories by URL (parsing and client setup only: no request yet).
+        self._cloud = {r: cloud.CloudRepository(r) for r in repositories if cloud.is_cloud(r)}
 
     # -- discovery ---------------------------------------------------------------------------
     def scan(self) -> None:
@@ -77,9 +81,15 @@ class RepositoryManager:
         self._apply_scan(self.discover())
 
     def discover(self) -> dict[str, list[str]]:
-        """name -> the directories holding it, across every repository (file I/O only)."""
+        """name -> the directories holding it, across every repository (file I/O; a bucket listing
+        for a cloud repository, whose models map to their mirror directories)."""
         found: dict[str, list[str]] = {}
         for repo in self.repositories:
+            if repo in self._cloud:
+                mirror = self._cloud[repo]
+                for name in mirror.list_models():
+                    found.setdefault(name, []).append(mirror.local_path(name))
+                continue
             if not os.path.isdir(repo):
                 raise TritonError(ErrorCode.INTERNAL, f"failed to stat file {repo}")
             for name in sorted(os.listdir(repo)):
@@ -109,8 +119,9 @@ class RepositoryManager:
             raise TritonError(ErrorCode.INTERNAL, f"failed to load '{name}', failed to poll from model repository")
         if entry.path is None:
             return [f"{name}: {entry.reason}"]
-        entry.fingerprint = entry.attempted = control.fingerprint(entry.path)
         try:
+            self._sync(entry.path)
+            entry.fingerprint = entry.attempted = control.fingerprint(entry.path)
             prepared = prepare_model(entry.path, name, self.settings)
         except TritonError as e:
             versions = _disk_versions(entry.path) or [1]
@@ -208,6 +219,11 @@ class RepositoryManager:
         if override is not None and override.files:
             new_dir = await _off_loop(control.write_override_dir, entry.name, override.files)
         model_dir = new_dir or entry.path or entry.override_dir or ""
+        if model_dir == entry.path:
+            try:  # Triton: a load re-reads the model from its repository (here: the bucket)
+                await _off_loop(self._sync, model_dir)
+            except TritonError as e:
+                return self._fail_prepare(entry, e)
         fingerprint = await _off_loop(control.fingerprint, model_dir)
         if (override is None and not entry.overridden and entry.loaded and fingerprint == entry.fingerprint
                 and all(s.state is _READY for s in entry.states.values() if s.reason != "unloaded")):
@@ -357,6 +373,7 @@ class RepositoryManager:
         found = await _off_loop(self.discover)
         for name in [n for n, e in self.models.items() if n not in found and e.path != ""]:
             await self.unload_async(name)
+            await _off_loop(self._forget, self.models[name].path)
             del self.models[name]  # gone from disk: gone from the index, as in Triton
             self._locks.pop(name, None)
         self._apply_scan(found)
@@ -364,9 +381,26 @@ class RepositoryManager:
             entry = self.models[name]
             if entry.path is None:
                 continue
+            try:
+                await _off_loop(self._sync, entry.path)
+            except TritonError as e:  # the serving copy stays; the next poll tries again
+                log.error("poll: failed to load '%s': %s", name, e.message)
+                continue
             if await _off_loop(control.fingerprint, entry.path) != entry.attempted:
                 if errors := await self.load_async(name):
                     log.error("poll: failed to load '%s': %s", name, "; ".join(errors))
+
+    # -- cloud mirrors (file and network I/O: off the loop) -----------------------------------
+    def _sync(self, path: str) -> None:
+        """Refresh a cloud model's mirror directory from its bucket; local paths: nothing to do."""
+        for mirror in self._cloud.values():
+            if (name := mirror.owns(path)) is not None:
+                mirror.sync(name)
+
+    def _forget(self, path: str | None) -> None:
+        for mirror in self._cloud.values():
+            if path and (name := mirror.owns(path)) is not None:
+                mirror.forget(name)
 
     # -- lookup (hot path) -------------------------------------------------------------------
     def resolve(self, name: str, version: int = -1) -> Model:
