@@ -13,6 +13,7 @@ import time
 
 from . import TRITON_VERSION
 from .memory.shm_registry import ShmRegistry
+from .metrics.latency import MetricsSettings
 from .repository.loader import LoadSettings
 from .repository.manager import RepositoryManager
 from .server import response_cache
@@ -29,18 +30,20 @@ from .server.startup_log import (
     options_table,
     server_option_rows,
 )
+from .server.trace import TraceManager
 from .transport.grpc.protocol import GrpcProtocol, GrpcServerState
 from .transport.grpc.service import GrpcService
 from .transport.http.app import HttpApp
 from .transport.http.protocol import HttpProtocol
 from .transport.http.protocol import ServerState as ConnectionState
-from .transport.metrics_http import metrics_app
+from .transport.metrics_http import MetricsService
 
 log = logging.getLogger("triton_asyncio")
 
 # --grpc-infer-response-compression-level: grpc-core turns a level into an algorithm the client
 # accepts; we answer every level but none with gzip (sent only to clients that accept it)
 _GRPC_COMPRESSION = {"none": None, "low": "gzip", "medium": "gzip", "high": "gzip"}
+_BACKGROUND: set[asyncio.Task] = set()  # periodic tasks (metrics sampling), cancelled at shutdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +78,11 @@ def build_server(options: ServerOptions) -> tuple[InferenceServer, dict[str, lis
     server = InferenceServer(manager, server_id=options.id, strict_readiness=options.strict_readiness,
                              response_cache=response_cache.from_settings(options.cache_config),
                              shm=ShmRegistry(enabled=options.allow_client_shm),
-                             model_control_mode=options.model_control_mode)
+                             model_control_mode=options.model_control_mode,
+                             tracer=TraceManager(level=options.trace_level, rate=options.trace_rate,
+                                                 count=options.trace_count, file=options.trace_file,
+                                                 log_frequency=options.trace_log_frequency,
+                                                 mode=options.trace_mode))
     return server, errors
 
 
@@ -105,15 +112,29 @@ async def serve(options: ServerOptions) -> int:
     server.bind_loop(asyncio.get_running_loop())
     server.state = ServerState.READY
     listeners = await _start_listeners(options, server)
-    stop = asyncio.Event()
-    _install_signals(stop)
+    stop, hurry = asyncio.Event(), asyncio.Event()
+    _install_signals(stop, hurry)
     poller = None
     if options.model_control_mode == "poll" and options.repository_poll_secs > 0:
         poller = asyncio.create_task(_poll_repository(server.manager, options.repository_poll_secs, stop))
     await stop.wait()
+    await _exit_grace(server, options.exit_grace_secs, hurry)
     if poller is not None:
         await poller  # a poll under way finishes (not cancelled: a half-swapped model would leak)
     return await _shutdown(options, server, listeners)
+
+
+async def _exit_grace(server: InferenceServer, seconds: int, hurry: asyncio.Event) -> None:
+    """--exit-grace-secs: keep serving while readiness says no, so orchestrators route elsewhere
+    before the listeners close; a second signal ends the grace at once."""
+    if seconds <= 0:
+        return
+    server.exit_grace = True
+    log.info("Exit grace: not ready, serving for %d more seconds", seconds)
+    try:
+        await asyncio.wait_for(hurry.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
 
 
 async def _poll_repository(manager: RepositoryManager, period_s: int, stop: asyncio.Event) -> None:
@@ -147,7 +168,8 @@ async def _start_listeners(options: ServerOptions, server: InferenceServer) -> l
         listeners.append(("GRPC", srv, gstate))
         log.info(grpc_started(options.grpc_address, options.grpc_port))
     if options.allow_http:
-        app = HttpApp(server, max_input_size=options.http_max_input_size)
+        app = HttpApp(server, max_input_size=options.http_max_input_size,
+                      restricted=options.http_restricted_apis)
         state = ConnectionState()
         srv = await loop.create_server(
             lambda: HttpProtocol(app, max_input_size=options.http_max_input_size, server_state=state),
@@ -156,21 +178,28 @@ async def _start_listeners(options: ServerOptions, server: InferenceServer) -> l
         log.info(http_started(options.http_address, options.http_port))
     if options.allow_metrics:
         mstate = ConnectionState()
-        mapp = metrics_app(server)
+        metrics = MetricsService(server, settings=MetricsSettings.from_pairs(options.metrics_config),
+                                 cpu=options.allow_cpu_metrics, gpu=options.allow_gpu_metrics,
+                                 interval_ms=options.metrics_interval_ms)
+        sampler = loop.create_task(metrics.run(), name="metrics-sampler")
+        mapp = metrics.app()
         srv = await loop.create_server(lambda: HttpProtocol(mapp, server_state=mstate),
                                        options.metrics_address, options.metrics_port, reuse_address=True)
         listeners.append(("Metrics", srv, mstate))
+        _BACKGROUND.add(sampler)  # the loop keeps only weak references to tasks
         log.info(metrics_started(options.metrics_address, options.metrics_port))
     return listeners
 
 
-def _install_signals(stop: asyncio.Event) -> None:
+def _install_signals(stop: asyncio.Event, hurry: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
         if not stop.is_set():
             print(f"Signal ({signum}) received.", flush=True)
             stop.set()
+        else:
+            hurry.set()  # only ends an exit grace early; the drain is not cut short
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -179,6 +208,9 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 async def _shutdown(options: ServerOptions, server: InferenceServer, listeners: list) -> int:
     deadline = time.monotonic() + options.exit_timeout_secs
+    for task in _BACKGROUND:
+        task.cancel()
+    _BACKGROUND.clear()
     for _, srv, _ in listeners:
         srv.close()
     for _, _, state in listeners:

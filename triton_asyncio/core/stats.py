@@ -5,7 +5,13 @@ Rules: plain counters updated by the scheduler and backends; rendering belongs t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+# Triton's failure reasons (nv_inference_request_failure's `reason` label). A failure recorded
+# without a reason (`fail.add`) is a BACKEND one: the scheduler saw the execute fail.
+REJECTED, CANCELED, OTHER = "REJECTED", "CANCELED", "OTHER"
 
 # perf_counter_ns() + this = ns since the epoch: schedulers read one clock per request, not two
 EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
@@ -43,6 +49,19 @@ class ModelStats:
     cache_hit: Duration = field(default_factory=Duration)
     cache_miss: Duration = field(default_factory=Duration)
     batches: dict[int, BatchStats] = field(default_factory=dict)
+    # failures whose reason the scheduler knew, by reason; the rest of fail.count is BACKEND
+    fail_reasons: dict[str, int] = field(default_factory=dict)
+    # per-request latency observations, owned by whoever installed `observer` (metrics)
+    recorder: Any = None
+    # Called as observer(stats, arrived, started, done, compute_ns) for every successful request,
+    # only while latency summaries or histograms are enabled: one class attribute check otherwise.
+    # Installed as a staticmethod, so reading it through an instance does not bind it.
+    observer: ClassVar[Callable[[ModelStats, int, int, int, int], None] | None] = None
+
+    def record_failure(self, ns: int, reason: str) -> None:
+        """A failed request whose reason is not the backend (REJECTED, CANCELED, OTHER)."""
+        self.fail.add(ns)
+        self.fail_reasons[reason] = self.fail_reasons.get(reason, 0) + 1
 
     def batch(self, size: int) -> BatchStats:
         b = self.batches.get(size)
@@ -65,6 +84,8 @@ class ModelStats:
         d.count += 1
         d.ns += compute_ns
         self.compute_output.count += 1
+        if self.observer is not None:
+            self.observer(self, arrived, started, done, compute_ns)
 
     def record_execution(self, inferences: int, batch_size: int, compute_ns: int, done: int) -> None:
         """One execution of `batch_size` rows, `inferences` of them successful, ended at `done`."""

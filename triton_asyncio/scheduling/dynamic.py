@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Mapping
 
 from ..core.request import InferenceRequest, RequestState
 from ..core.response import InferenceResponse
-from ..core.stats import ModelStats
+from ..core.stats import CANCELED, REJECTED, ModelStats
 from ..errors import ErrorCode, TritonError, internal, unavailable
 from .base import Executor, Scheduler
 from .batch_policy import BatchConfig, PriorityQueue, QueuePolicy, decide
@@ -78,6 +78,7 @@ class DynamicBatcher(Scheduler):
     async def submit(self, request: InferenceRequest) -> InferenceResponse:
         entry = _Entry(request, asyncio.get_running_loop().create_future(), self._clock())
         if not self._queue.push(entry, request.priority, request.timeout_us):
+            self.stats.record_failure(0, REJECTED)
             raise unavailable(f"[request id: {request.log_id}] Exceeds maximum queue size")
         self._ensure_driver()
         request.set_state(RequestState.PENDING)
@@ -124,6 +125,7 @@ class DynamicBatcher(Scheduler):
         if not self._queue.remove(entry):
             return  # already dispatched or rejected: the batch runs, its result for this request is dropped
         entry.request.set_state(RequestState.RELEASED)
+        self.stats.record_failure(self._clock() - entry.arrived_ns, CANCELED)
         self._wakeup.set()
 
     def _ensure_driver(self) -> None:
@@ -159,7 +161,7 @@ class DynamicBatcher(Scheduler):
         now = self._clock()
         for entry in self._queue.expire(now):
             entry.request.set_state(RequestState.RELEASED)
-            self.stats.fail.add(now - entry.arrived_ns)
+            self.stats.record_failure(now - entry.arrived_ns, REJECTED)
             if not entry.future.done():
                 entry.future.set_exception(unavailable("Request timeout expired"))
 

@@ -30,6 +30,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("id", STR, "Identifier for this server, reported as 'name' in server metadata."),
         Flag("exit-timeout-secs", INT, "Seconds to wait at exit for in-flight inferences and open "
              "connections to finish. Exits with an error when the timeout expires. Default is 30."),
+        Flag("exit-grace-secs", INT, "Seconds to keep serving after SIGTERM while the ready "
+             "endpoints report not ready, so load balancers stop routing first; the exit "
+             "timeout starts after it. A second signal ends it early. Default is 0."),
         Flag("allow-client-shm", BOOL, "Allow clients to register and unregister system and CUDA "
              "shared memory regions over HTTP and GRPC. Default is false."),
     )),

@@ -178,7 +178,7 @@ _SIMPLE_BY_TYPE: dict[Callable[[str], Any], tuple[str, ...]] = {
                  "allow-grpc", "reuse-grpc-port", "grpc-use-ssl", "grpc-keepalive-permit-without-calls",
                  "allow-sagemaker", "allow-vertex-ai", "allow-metrics", "allow-gpu-metrics",
                  "allow-cpu-metrics"),
-    parse_int: ("exit-timeout-secs", "repository-poll-secs", "model-load-thread-count",
+    parse_int: ("exit-timeout-secs", "exit-grace-secs", "repository-poll-secs", "model-load-thread-count",
                 "model-load-retry-count", "http-port", "http-thread-count", "grpc-port",
                 "grpc-infer-allocation-pool-size", "grpc-http2-max-pings-without-data",
                 "grpc-http2-max-ping-strikes", "sagemaker-port", "sagemaker-thread-count", "vertex-ai-port",

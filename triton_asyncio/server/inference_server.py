@@ -22,6 +22,7 @@ from ..repository import control
 from ..repository.manager import RepositoryManager
 from ..repository.model import Model
 from .response_cache import ResponseCache, request_key
+from .trace import TracedRequest, TraceManager
 from .validate import validate_request
 
 log = logging.getLogger("triton_asyncio.server")
@@ -43,7 +44,8 @@ class ServerState(enum.Enum):
 class InferenceServer:
     def __init__(self, manager: RepositoryManager, *, server_id: str = "triton",
                  strict_readiness: bool = True, response_cache: ResponseCache | None = None,
-                 shm: ShmRegistry | None = None, model_control_mode: str = "none") -> None:
+                 shm: ShmRegistry | None = None, model_control_mode: str = "none",
+                 tracer: TraceManager | None = None) -> None:
         self.manager = manager
         self.model_control_mode = model_control_mode  # "none" | "poll" | "explicit"
         manager.request_validator = validate_request
@@ -55,6 +57,10 @@ class InferenceServer:
         self.response_cache = response_cache
         # shared-memory regions clients registered (system; CUDA through the device layer)
         self.shm = shm if shm is not None else ShmRegistry(enabled=False)
+        # /v2/trace/setting; `tracer.active` is the one check an untraced request pays
+        self.tracer = tracer if tracer is not None else TraceManager()
+        # --exit-grace-secs: after SIGTERM, not ready (orchestrators stop routing) but serving
+        self.exit_grace = False
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Let backend threads (Python-backend BLS) call back into this server on `loop`."""
@@ -77,7 +83,7 @@ class InferenceServer:
         return self.state is ServerState.READY
 
     def ready(self) -> bool:
-        if not self.live():
+        if not self.live() or self.exit_grace:
             return False
         return not self.strict_readiness or self.manager.all_ready()
 
@@ -141,6 +147,25 @@ class InferenceServer:
     def prepare(self, model: Model, request: InferenceRequest) -> InferenceResponse | None:
         """Validate; then, when the model can run it at once on the loop, do so and return the
         response. None means the caller must `await infer_prepared(...)`."""
+        if self.tracer.active:
+            return self._prepare_traced(model, request)
+        return self._prepare(model, request)
+
+    def _prepare_traced(self, model: Model, request: InferenceRequest) -> InferenceResponse | None:
+        """prepare() while tracing is on: sample the request; a sampled one that finished at once
+        (or failed) ends its trace here, else infer_prepared ends it."""
+        traced = self.tracer.start(request, model.name, model.version)
+        try:
+            response = self._prepare(model, request)
+        except BaseException:
+            if traced:
+                self.tracer.end(request)
+            raise
+        if traced and response is not None:
+            self.tracer.end(request)
+        return response
+
+    def _prepare(self, model: Model, request: InferenceRequest) -> InferenceResponse | None:
         if request.shm_inputs:
             self._resolve_shm_inputs(request)
         validate_request(request, model.spec)
@@ -152,13 +177,17 @@ class InferenceServer:
         return response
 
     async def infer_prepared(self, model: Model, request: InferenceRequest) -> InferenceResponse:
-        if self.response_cache is not None and model.config.response_cache.enable:
-            response = await self._infer_cached(model, request, self.response_cache)
-        else:
-            response = await model.infer(request)
-        if request.shm_outputs:
-            self._write_shm_outputs(request, response)
-        return response
+        try:
+            if self.response_cache is not None and model.config.response_cache.enable:
+                response = await self._infer_cached(model, request, self.response_cache)
+            else:
+                response = await model.infer(request)
+            if request.shm_outputs:
+                self._write_shm_outputs(request, response)
+            return response
+        finally:
+            if type(request) is TracedRequest:
+                self.tracer.end(request)
 
     # -- shared memory -----------------------------------------------------------------------
     def _resolve_shm_inputs(self, request: InferenceRequest) -> None:
@@ -253,6 +282,7 @@ class InferenceServer:
         await self.manager.unload_all()  # in-flight executes may still make BLS calls
         self.manager.caller.bind(None, None, None)
         self.shm.close()
+        self.tracer.close()
 
 
 class _QueueSink:

@@ -20,6 +20,8 @@ class ServerOptions:
     # Server
     id: str = "triton"
     exit_timeout_secs: int = 30
+    # Beyond Triton: seconds after SIGTERM to keep serving while reporting not ready (0 = none)
+    exit_grace_secs: int = 0
 
     # Logging (log_verbose: 0 = off, >= 1 = verbose level; log_file "" = console)
     log_verbose: int = 0

@@ -220,7 +220,7 @@ def test_core_checks_have_no_usage_text():
 
 def test_unsupported_flags():
     assert unsupported_flags(parse()) == []
-    assert unsupported_flags(parse("--grpc-use-ssl=true", "--cache-config=local,size=1", "--trace-config=level=tensors",
+    assert unsupported_flags(parse("--grpc-use-ssl=true", "--cache-config=local,size=1", "--trace-config=mode=opentelemetry",
                                    "--grpc-keepalive-time=10")) == [
         "grpc-use-ssl", "grpc-keepalive-time", "trace-config"]
     assert unsupported_flags(parse_args(["--model-repository=s3://bucket/models"])) == ["model-repository"]

@@ -317,8 +317,6 @@ def test_repository_index(service):
      "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."),
     ("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest(name="r"), GrpcStatus.UNIMPLEMENTED,
      "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."),
-    ("TraceSetting", pb.TraceSettingRequest(), GrpcStatus.UNAVAILABLE, "the server does not support trace"),
-    ("LogSettings", pb.LogSettingsRequest(), GrpcStatus.UNAVAILABLE, "the server does not support dynamic logging"),
 ])
 def test_later_features_answer_as_disabled(service, rpc, message, status, text):
     e = rpc_error(service, rpc, message)

@@ -18,9 +18,10 @@ from google.protobuf.message import DecodeError
 from ...codec import grpc_messages as gm
 from ...codec.status import GrpcStatus, grpc_status
 from ...core.request import InferenceRequest
-from ...errors import ErrorCode, TritonError, internal, unavailable, unsupported
+from ...errors import ErrorCode, TritonError, internal, invalid_arg, unsupported
 from ...pb import grpc_service_pb2 as pb
 from ...pb import health_pb2
+from ...server import logging_settings
 from ...server.inference_server import InferenceServer
 from .handlers import Buffer, CallContext, ResponseSink, RpcError, StreamHandler, UnaryHandler
 
@@ -36,6 +37,7 @@ _NOT_SERVING = health_pb2.HealthCheckResponse(
 
 _DECOUPLED = "ModelInfer RPC doesn't support models with decoupled transaction policy"
 _NAMED_REPOSITORY = "'repository_name' specification is not supported"
+_UNSET = object()  # a LogSettings value with no parameter set
 
 
 def rpc_error(e: TritonError) -> RpcError:
@@ -265,10 +267,38 @@ class GrpcService:
         return b""
 
     def _trace_setting(self, buffer: Buffer, ctx: CallContext) -> bytes:
-        raise unavailable("the server does not support trace")
+        """No settings: read. An empty value list clears (null in JSON); trace_level keeps its
+        list, every other setting its first value."""
+        req = _parse(pb.TraceSettingRequest, buffer)
+        model = req.model_name
+        if model and not self.server.manager.ready_versions(model):
+            raise invalid_arg(f"Request for unknown model : {model}")
+        tracer = self.server.tracer
+        if not req.settings:
+            settings = tracer.settings(model)
+        else:
+            body = {k: (None if not v.value else list(v.value) if k == "trace_level" else v.value[0])
+                    for k, v in req.settings.items()}
+            settings = tracer.update(body, model)
+        resp = pb.TraceSettingResponse()
+        for key, value in settings.items():
+            resp.settings[key].value.extend(value if isinstance(value, list) else [value])
+        return resp.SerializeToString()
 
     def _log_settings(self, buffer: Buffer, ctx: CallContext) -> bytes:
-        raise unavailable("the server does not support dynamic logging")
+        req = _parse(pb.LogSettingsRequest, buffer)
+        if req.settings:
+            # a value of the wrong kind (or none) must fail the type check, not mean "no change"
+            settings = logging_settings.update({k: getattr(v, v.WhichOneof("parameter_choice") or "", _UNSET)
+                                                for k, v in req.settings.items()})
+        else:
+            settings = logging_settings.settings()
+        resp = pb.LogSettingsResponse()
+        for key, value in settings.items():
+            kind = ("bool_param" if isinstance(value, bool) else
+                    "uint32_param" if isinstance(value, int) else "string_param")
+            setattr(resp.settings[key], kind, value)
+        return resp.SerializeToString()
 
     # -- inference (hot path) ----------------------------------------------------------------
     def _model_infer(self, buffer: Buffer, ctx: CallContext) -> bytes | Awaitable[bytes]:

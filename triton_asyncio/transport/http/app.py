@@ -2,12 +2,14 @@
 
 Rules: no inference logic here; a TritonError becomes `codec.status.http_status(code)` plus
 `{"error": msg}` in `_error` and nowhere else. Sync endpoints return an HttpResponse at once
-(no task); only infer awaits.
+(no task); only infer awaits. `--http-restricted-api` wraps the handlers of a category (the
+categories of gRPC's restricted protocols) in a header check answering 403.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -16,6 +18,7 @@ from ...codec.routes import Endpoint, RouteError, route
 from ...codec.status import error_body, http_status
 from ...errors import ErrorCode, TritonError, invalid_arg
 from ...repository.config import config_json_body
+from ...server import logging_settings
 from ...server.inference_server import InferenceServer
 from .messages import HttpRequest, HttpResponse
 
@@ -28,6 +31,33 @@ _EMPTY_400 = HttpResponse(400, [(b"content-type", b"text/plain")], [])
 
 Handler = Callable[[HttpRequest, dict], "HttpResponse | Awaitable[HttpResponse]"]
 
+# --http-restricted-api categories (as gRPC's --grpc-restricted-protocol groups its RPCs)
+CATEGORIES: dict[Endpoint, str] = {
+    Endpoint.HEALTH_LIVE: "health", Endpoint.HEALTH_READY: "health", Endpoint.MODEL_READY: "health",
+    Endpoint.SERVER_METADATA: "metadata", Endpoint.MODEL_METADATA: "metadata",
+    Endpoint.INFER: "inference", Endpoint.GENERATE: "inference", Endpoint.GENERATE_STREAM: "inference",
+    Endpoint.MODEL_CONFIG: "model-config",
+    Endpoint.MODEL_STATS: "statistics", Endpoint.ALL_STATS: "statistics",
+    Endpoint.REPO_INDEX: "model-repository", Endpoint.REPO_LOAD: "model-repository",
+    Endpoint.REPO_UNLOAD: "model-repository", Endpoint.REPO_NAMED: "model-repository",
+    Endpoint.SYS_SHM_STATUS: "shared-memory", Endpoint.SYS_SHM_REGISTER: "shared-memory",
+    Endpoint.SYS_SHM_UNREGISTER: "shared-memory", Endpoint.CUDA_SHM_STATUS: "shared-memory",
+    Endpoint.CUDA_SHM_REGISTER: "shared-memory", Endpoint.CUDA_SHM_UNREGISTER: "shared-memory",
+    Endpoint.TRACE_SETTING: "trace", Endpoint.MODEL_TRACE_SETTING: "trace",
+    Endpoint.LOGGING: "logging",
+}
+
+
+def _restrict(handler: Handler, header: str, value: str) -> Handler:
+    key, expected = header.lower().encode("latin-1"), value.encode("latin-1")
+    denied = error_body(f"This API is restricted, expecting header '{header}'")
+
+    def call(request: HttpRequest, params: dict) -> HttpResponse | Awaitable[HttpResponse]:
+        if request.header(key) != expected:
+            return HttpResponse(403, list(_JSON), [denied])
+        return handler(request, params)
+    return call
+
 
 def _error(e: TritonError) -> HttpResponse:
     return HttpResponse(http_status(e.code), list(_JSON), [error_body(e.message)])
@@ -39,7 +69,8 @@ def _version(params: dict) -> int:
 
 
 class HttpApp:
-    def __init__(self, server: InferenceServer, *, max_input_size: int = 64 * 2**20) -> None:
+    def __init__(self, server: InferenceServer, *, max_input_size: int = 64 * 2**20,
+                 restricted: tuple[tuple[str, str, str], ...] = ()) -> None:
         self.server = server
         self.max_input_size = max_input_size
         self._metadata_body: bytes | None = None
@@ -64,7 +95,17 @@ class HttpApp:
             Endpoint.CUDA_SHM_STATUS: self._cuda_shm_status,
             Endpoint.CUDA_SHM_REGISTER: self._cuda_shm_register,
             Endpoint.CUDA_SHM_UNREGISTER: self._cuda_shm_unregister,
+            Endpoint.LOGGING: self._logging,
+            Endpoint.TRACE_SETTING: self._trace_setting,
+            Endpoint.MODEL_TRACE_SETTING: self._trace_setting,
         }
+        keys = {category: (header, value) for category, header, value in restricted}
+        if keys:
+            for endpoint in Endpoint:
+                category = CATEGORIES.get(endpoint)
+                if category in keys:
+                    handler = self._handlers.get(endpoint) or (lambda r, p, e=endpoint: self._unsupported(e))
+                    self._handlers[endpoint] = _restrict(handler, *keys[category])
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         try:
@@ -149,6 +190,28 @@ class HttpApp:
         except TritonError as e:
             return _error(e)
         return _EMPTY_OK
+
+    # -- logging and trace extensions --------------------------------------------------------
+    def _logging(self, request: HttpRequest, params: dict) -> HttpResponse:
+        if request.method == b"GET":
+            settings = logging_settings.settings()
+        else:
+            body = kserve_json.parse_json(request.body) if len(request.body) else {}
+            if not isinstance(body, dict):
+                raise invalid_arg("log settings request must be a JSON object")
+            settings = logging_settings.update(body)
+        return HttpResponse(200, list(_JSON), [json.dumps(settings, separators=(",", ":")).encode()])
+
+    def _trace_setting(self, request: HttpRequest, params: dict) -> HttpResponse:
+        model = params.get("model", "")
+        if model and not self.server.manager.ready_versions(model):
+            raise invalid_arg(f"Request for unknown model : {model}")
+        tracer = self.server.tracer
+        if request.method == b"GET":
+            settings = tracer.settings(model)
+        else:
+            settings = tracer.update(kserve_json.parse_json(request.body) if len(request.body) else {}, model)
+        return HttpResponse(200, list(_JSON), [json.dumps(settings, separators=(",", ":")).encode()])
 
     # -- shared memory -----------------------------------------------------------------------
     def _sys_shm_status(self, request: HttpRequest, params: dict) -> HttpResponse:
