@@ -12,6 +12,7 @@ import sys
 import time
 
 from . import TRITON_VERSION
+from .errors import TritonError
 from .memory.shm_registry import ShmRegistry
 from .metrics.latency import MetricsSettings
 from .repository.loader import LoadSettings
@@ -147,6 +148,8 @@ async def _poll_repository(manager: RepositoryManager, period_s: int, stop: asyn
             pass
         try:
             await manager.poll()
+        except TritonError as e:  # an unreachable bucket, say: readable again at a later poll
+            log.error("failed to poll the model repository: %s", e.message)
         except Exception:  # a repository that cannot be read now may be readable at the next poll
             log.exception("failed to poll the model repository")
 

@@ -20,7 +20,7 @@ from .cli_values import OptionError, parse_int, parse_trace_level, parse_trace_m
 from .options import ServerOptions
 
 PROG = "tritonserver"
-CLOUD_PREFIXES = ("s3://", "gs://", "as://")
+UNSUPPORTED_REPOSITORIES = ("as://",)  # s3:// and gs:// are served (repository/cloud.py)
 
 # Fields this server accepts but does not act on yet; the caller warns when one is not default.
 UNIMPLEMENTED = frozenset({
@@ -87,7 +87,7 @@ def parse_args(argv: list[str]) -> ServerOptions:
 
 def unsupported_flags(options: ServerOptions) -> list[str]:
     """Flag names set to a non-default value that this server accepts but ignores."""
-    names = ["model-repository"] if any(p.startswith(CLOUD_PREFIXES) for p in options.model_repositories) else []
+    names = ["model-repository"] if any(p.startswith(UNSUPPORTED_REPOSITORIES) for p in options.model_repositories) else []
     for f in fields(ServerOptions):
         if f.name in UNIMPLEMENTED and getattr(options, f.name) != f.default:
             names.append(_FIELD_FLAG.get(f.name, f.name.replace("_", "-")))

@@ -223,4 +223,5 @@ def test_unsupported_flags():
     assert unsupported_flags(parse("--grpc-use-ssl=true", "--cache-config=local,size=1", "--trace-config=mode=opentelemetry",
                                    "--grpc-keepalive-time=10")) == [
         "grpc-use-ssl", "grpc-keepalive-time", "trace-config"]
-    assert unsupported_flags(parse_args(["--model-repository=s3://bucket/models"])) == ["model-repository"]
+    assert unsupported_flags(parse_args(["--model-repository=s3://bucket/models"])) == []
+    assert unsupported_flags(parse_args(["--model-repository=as://account/container"])) == ["model-repository"]
