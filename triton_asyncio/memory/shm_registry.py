@@ -29,6 +29,7 @@ class Region:
     offset: int = 0
     device_id: int = 0
     view: memoryview | None = None  # system: the registered bytes, writable
+    fd: int = -1  # system: the object, kept open to check its size before each access
     handle: object = None  # cuda: the device layer's opened IPC pointer
 
 
@@ -78,9 +79,12 @@ class ShmRegistry:
                     raise invalid_arg(f"failed to register shared memory region '{name}': unable to process "
                                       f"address space{e.strerror if isinstance(e, OSError) else e}") from None
                 view = memoryview(mapped)[offset:offset + byte_size]
-        finally:
+        except BaseException:
             os.close(fd)
-        self._regions[name] = Region(name, "system", byte_size, key=key, offset=offset, view=view)
+            raise
+        # The fd stays open: each access checks the object's size, because touching a mapped page
+        # that its owner truncated away kills the process with SIGBUS instead of raising.
+        self._regions[name] = Region(name, "system", byte_size, key=key, offset=offset, view=view, fd=fd)
 
     # -- cuda regions --------------------------------------------------------------------------------
     def register_cuda(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
@@ -144,10 +148,16 @@ class ShmRegistry:
         if byte_size < 0 or offset + byte_size > region.byte_size:
             raise invalid_arg(f"Invalid offset + byte size for shared memory region: '{name}'")
         assert region.view is not None
+        if byte_size and os.fstat(region.fd).st_size < region.offset + offset + byte_size:
+            raise invalid_arg(f"shared memory region '{name}' is smaller than when it was registered: its "
+                              f"owner truncated '{region.key}'")
         return region.view[offset:offset + byte_size]
 
 
 def _release(region: Region) -> None:
+    if region.fd >= 0:
+        os.close(region.fd)
+        region.fd = -1
     view = region.view
     region.view = None
     if view is not None:

@@ -82,3 +82,14 @@ def test_cuda_register_without_a_gpu(registry, monkeypatch):
         registry.register_cuda("c", b"x" * 10, 0, 8)
     with pytest.raises(TritonError, match="failed to register CUDA shared memory region: 'c', GPUs not supported"):
         registry.register_cuda("c", b"x" * 64, 0, 8)
+
+
+def test_a_region_its_owner_truncated_is_refused_not_touched(registry, tmp_path):
+    registry.register_system("r", "/seg", 16, 64)
+    assert bytes(registry.view("r", 0, 4)) == bytes([16, 17, 18, 19])
+    with open(tmp_path / "seg", "r+b") as f:
+        f.truncate(40)  # touching bytes past 40 through the mapping would be SIGBUS
+    assert bytes(registry.view("r", 0, 24)) == bytes(range(16, 40))  # what is left is still served
+    with pytest.raises(TritonError, match="smaller than when it was registered"):
+        registry.view("r", 0, 32)
+    registry.unregister("system", "r")
