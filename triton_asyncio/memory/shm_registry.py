@@ -56,7 +56,11 @@ class ShmRegistry:
             raise TritonError(ErrorCode.ALREADY_EXISTS, f"shared memory region '{name}' already in manager")
         path = os.path.join(self.shm_dir, stripped)
         try:
-            fd = os.open(path, os.O_RDWR)
+            # shm_open's rule: one name under /dev/shm, no further '/' (so no '..' walk to any file
+            # the server's user can open); O_NOFOLLOW keeps a planted symlink from doing the same
+            if "/" in stripped or stripped in (".", ".."):
+                raise OSError("not a shared-memory object name")
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
         except OSError:
             # Triton's message says only the key; the usual cause is worth saying (its issue #7887)
             raise internal(f"Unable to open shared memory region: '{key}' (no such shared-memory object "

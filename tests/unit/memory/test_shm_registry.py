@@ -93,3 +93,19 @@ def test_a_region_its_owner_truncated_is_refused_not_touched(registry, tmp_path)
     with pytest.raises(TritonError, match="smaller than when it was registered"):
         registry.view("r", 0, 32)
     registry.unregister("system", "r")
+
+
+@pytest.mark.parametrize("key", ["/../../tmp/x", "/a/b", "..", "/.", "//seg/x"])
+def test_keys_cannot_name_files_outside_the_shm_directory(registry, tmp_path, key):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").write_bytes(bytes(64))
+    with pytest.raises(TritonError) as info:
+        registry.register_system("r", key, 0, 8)
+    assert info.value.code is ErrorCode.INTERNAL and f"Unable to open shared memory region: '{key}'" in info.value.message
+
+
+def test_a_symlink_in_the_shm_directory_is_not_followed(registry, tmp_path):
+    (tmp_path / "outside").write_bytes(bytes(64))
+    (tmp_path / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(TritonError, match="Unable to open shared memory region: '/link'"):
+        registry.register_system("r", "/link", 0, 8)
