@@ -160,6 +160,7 @@ class GrpcConnection:
         self.queued_total = 0  # response bytes waiting for flow-control windows, all streams
         self.closing = False  # graceful GOAWAY sent: no new calls
         self.closed = False
+        self.handshaken = False  # the client's preface and first SETTINGS frame have arrived
 
     # -- input -----------------------------------------------------------------------------------
     def receive(self, data: bytes) -> list:
@@ -302,6 +303,7 @@ class GrpcConnection:
             self._flush_all(out)
 
     def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged, out: list) -> None:
+        self.handshaken = True  # h2 reports the first SETTINGS only after a valid preface
         if self.queued_total:  # INITIAL_WINDOW_SIZE or MAX_FRAME_SIZE may have grown
             self._flush_all(out)
 

@@ -35,6 +35,10 @@ log = logging.getLogger("triton_asyncio.grpc")
 
 STREAM_HIGH_WATER = 4 * 2**20  # queued response bytes on a stream above which its requests wait
 _KEEPALIVE_PING = b"tritonka"
+# grpc-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS default (tritonserver sets no flag for it): a
+# connection whose preface and SETTINGS have not arrived by then is closed, so a client trickling
+# the preface a byte at a time does not hold it until the 2-hour keepalive PING.
+HANDSHAKE_TIMEOUT = 120.0
 _METHODS: dict[bytes, str] = {}  # :path -> str for the paths the router knows
 
 
@@ -92,6 +96,9 @@ class GrpcProtocol(asyncio.Protocol):
         self._transport.write(self._conn.data_to_send())
         self._last_active = self._loop.time()
         self._ping_timer = self._loop.call_later(self._keepalive_time, self._on_keepalive)
+        # read at connection time, so a test harness may lower the module constant
+        self._handshake_timer: asyncio.TimerHandle | None = self._loop.call_later(
+            HANDSHAKE_TIMEOUT, self._on_handshake_timeout)
 
     def data_received(self, data: bytes) -> None:
         self._last_active = self._loop.time()
@@ -108,6 +115,8 @@ class GrpcProtocol(asyncio.Protocol):
         self._state.connections.discard(self)
         if self._ping_timer is not None:
             self._ping_timer.cancel()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
         for call in list(self._calls.values()):
             self._drop(call)
         self._flow.resume_writing()  # wake anyone waiting on drain
@@ -323,6 +332,13 @@ class GrpcProtocol(asyncio.Protocol):
             self._loop.call_soon(self._flush)
 
     # -- keepalive ---------------------------------------------------------------------------------
+    def _on_handshake_timeout(self) -> None:
+        self._handshake_timer = None
+        if not self._closed and not self._conn.handshaken:
+            log.debug("gRPC connection from %s: no HTTP/2 preface in %.0f s, closing", self._peer,
+                      HANDSHAKE_TIMEOUT)
+            self.close()
+
     def _on_keepalive(self) -> None:
         """PING after keepalive_time s without input; close if no ack within keepalive_timeout s."""
         self._ping_timer = None

@@ -26,6 +26,13 @@ log = logging.getLogger("triton_asyncio.http")
 App = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
 
 MAX_CHUNKS = 65536
+# A request (head and body) must arrive within REQUEST_TIMEOUT s plus 1 s per MIN_BODY_RATE bytes of
+# body received, else 408 and close: without it a client trickling one byte at a time holds the
+# connection and its buffer forever (every byte resets the keep-alive timer). tritonserver has no
+# flag for this (libevhtp runs without read timeouts), so these are constants, Apache
+# mod_reqtimeout's shape (header=20-40, body=20, MinRate=500) with one budget for head and body.
+REQUEST_TIMEOUT = 30.0
+MIN_BODY_RATE = 500  # bytes/s a slow body must keep up once REQUEST_TIMEOUT is spent
 PREALLOCATE_MAX = 2**20  # largest Content-Length body read into one buffer allocated up front
 _CHUNKS_ERROR = (f"Chunked request body exceeds maximum of {MAX_CHUNKS} non-empty chunks. "
                  "Send fewer or larger HTTP chunks.")
@@ -96,6 +103,9 @@ class HttpProtocol(asyncio.Protocol):
         self.max_input_size = max_input_size  # Triton's finer limits are the app's to enforce
         self._max_body_size = max_body_size
         self._keepalive_timeout = keepalive_timeout
+        # read at construction, so a test harness may lower the module constant before connections
+        self._request_timeout = REQUEST_TIMEOUT
+        self._read_started: float | None = None  # loop time of the current request's first byte
         self._state = server_state if server_state is not None else ServerState()
         self._extra_headers = [_SERVER] if server_header else []
         self._conn = h11.Connection(h11.SERVER)
@@ -120,11 +130,13 @@ class HttpProtocol(asyncio.Protocol):
         self._state.connections.add(self)
         set_nodelay(transport)
         self._last_active = self._loop.time()
-        self._timer = self._loop.call_later(self._keepalive_timeout, self._on_keepalive_timer)
+        self._timer = self._loop.call_later(self._timer_period(), self._on_keepalive_timer)
 
     def data_received(self, data: bytes) -> None:
         self._last_active = self._loop.time()
         if self._phase is Phase.READING:
+            if self._read_started is None:
+                self._read_started = self._last_active
             self._conn.receive_data(data)
             self._handle_events()
         elif self._phase is not Phase.CLOSED:
@@ -231,6 +243,7 @@ class HttpProtocol(asyncio.Protocol):
     def _on_end_of_message(self, event: h11.EndOfMessage) -> bool:
         request = self._request
         assert request is not None
+        self._read_started = None  # the whole request is in: its read deadline no longer applies
         self._run_app(HttpRequest(request.method, request.target, self._headers, self._body))
         self._body = b""
         return self._phase is Phase.READING
@@ -284,7 +297,10 @@ class HttpProtocol(asyncio.Protocol):
         """Feed the input held while busy to h11 and carry on parsing."""
         self._phase = Phase.READING
         conn = self._conn
-        for data in self._flow.release():
+        held = self._flow.release()
+        if held and self._read_started is None:
+            self._read_started = self._loop.time()  # the next request's bytes came while busy
+        for data in held:
             conn.receive_data(data)
         self._handle_events()
 
@@ -406,16 +422,40 @@ class HttpProtocol(asyncio.Protocol):
         self.close()
 
     # -- keep-alive --------------------------------------------------------------------------------
+    def _timer_period(self) -> float:
+        """Longest sleep of the one timer: a request that starts reading right after it is armed is
+        still checked no later than its read deadline."""
+        return min(self._keepalive_timeout, self._request_timeout)
+
+    def _read_deadline(self) -> float | None:
+        """When the request being read must be complete; None between requests or while busy."""
+        if self._read_started is None or self._phase is not Phase.READING:
+            return None
+        return self._read_started + self._request_timeout + self._filled_bytes() / MIN_BODY_RATE
+
+    def _filled_bytes(self) -> int:
+        return self._filled if self._expected >= 0 else len(self._body)
+
     def _on_keepalive_timer(self) -> None:
-        """Close after keepalive_timeout s without input or output; checked lazily, one timer."""
+        """Close after keepalive_timeout s without input or output, or answer 408 and close when a
+        request is read too slowly; checked lazily, one timer."""
         self._timer = None
         if self._phase is Phase.CLOSED:
             return
-        idle_for = self._loop.time() - self._last_active
+        now = self._loop.time()
+        deadline = self._read_deadline()
+        if deadline is not None and now >= deadline:
+            log.debug("HTTP request not received within %.0f s: closing", now - (self._read_started or now))
+            self._fail(408, "request not received in time")
+            return
+        idle_for = now - self._last_active
         if self._phase is Phase.READING and idle_for >= self._keepalive_timeout:
             self.close()
             return
         delay = self._keepalive_timeout - idle_for if self._phase is Phase.READING else self._keepalive_timeout
+        delay = min(delay, self._timer_period())
+        if deadline is not None:
+            delay = min(delay, deadline - now)
         self._timer = self._loop.call_later(delay, self._on_keepalive_timer)
 
 
