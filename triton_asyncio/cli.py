@@ -83,7 +83,7 @@ def build_server(options: ServerOptions) -> tuple[InferenceServer, dict[str, lis
                              tracer=TraceManager(level=options.trace_level, rate=options.trace_rate,
                                                  count=options.trace_count, file=options.trace_file,
                                                  log_frequency=options.trace_log_frequency,
-                                                 mode=options.trace_mode))
+                                                 mode=options.trace_mode, config=options.trace_config))
     return server, errors
 
 

@@ -30,7 +30,7 @@ UNIMPLEMENTED = frozenset({
     "grpc_keepalive_time_ms", "grpc_keepalive_timeout_ms", "grpc_keepalive_permit_without_calls",
     "grpc_http2_max_pings_without_data", "grpc_http2_min_recv_ping_interval_without_data_ms",
     "grpc_http2_max_ping_strikes", "grpc_max_connection_age_ms", "grpc_max_connection_age_grace_ms",
-    "allow_sagemaker", "allow_vertex_ai", "trace_mode",
+    "allow_sagemaker", "allow_vertex_ai",
     "backend_directory", "backend_config", "repoagent_directory",
     "cache_directory", "rate_limit", "rate_limit_resources",
     "pinned_memory_pool_byte_size", "cuda_memory_pool_byte_size", "cuda_virtual_address_size",

@@ -12,6 +12,8 @@ the schedulers already make: PENDING = QUEUE_START, EXECUTING = COMPUTE_START, R
 COMPUTE_END; the server stamps REQUEST_START and REQUEST_END. Untraced requests pay nothing.
 File format (Triton's "triton" mode): a JSON array holding, per trace,
 `{"id", "model_name", "model_version"[, "request_id"]}` then `{"id", "timestamps": [{"name", "ns"}]}`.
+In "opentelemetry" mode each finished trace goes to `otel.OtelExporter` instead (spans over
+OTLP/HTTP) and the settings body has no `log_frequency`/`trace_file` (they mean nothing there).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.request import InferenceRequest, RequestState
 from ..core.stats import EPOCH_OFFSET_NS
@@ -44,6 +46,14 @@ class Trace:
     model_version: int
     request_id: str
     stamps: list[tuple[str, int]] = field(default_factory=list)
+
+
+class TraceSink(Protocol):
+    """Where finished traces go instead of the trace file (the OpenTelemetry exporter)."""
+
+    def export(self, trace: Trace) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class TracedRequest(InferenceRequest):
@@ -71,7 +81,9 @@ class _State:
 
 class TraceManager:
     def __init__(self, *, level: tuple[str, ...] = (), rate: int = 1000, count: int = -1,
-                 log_frequency: int = 0, file: str = "", mode: str = "triton") -> None:
+                 log_frequency: int = 0, file: str = "", mode: str = "triton",
+                 config: tuple[tuple[str, str, str], ...] = ()) -> None:
+        """`config` is --trace-config as given; only opentelemetry mode reads it (its own keys)."""
         self.startup = {"trace_level": list(level) or ["OFF"], "trace_rate": rate, "trace_count": count,
                         "log_frequency": log_frequency}
         self.file = file
@@ -83,6 +95,7 @@ class TraceManager:
         self._pending: list[Trace] = []
         self._files_written = 0
         self.active = False
+        self.sink: TraceSink | None = _otel_sink(config) if mode == "opentelemetry" else None
         self._refresh()
 
     # -- settings -----------------------------------------------------------------------------
@@ -94,9 +107,12 @@ class TraceManager:
         eff = self.effective(model)
         state = self._states.get(model if model in self.overrides else "")
         count = state.left if state is not None else eff["trace_count"]
-        return {"trace_level": list(eff["trace_level"]), "trace_rate": str(eff["trace_rate"]),
+        body = {"trace_level": list(eff["trace_level"]), "trace_rate": str(eff["trace_rate"]),
                 "trace_count": str(count), "log_frequency": str(eff["log_frequency"]),
                 "trace_file": self.file, "trace_mode": self.mode}
+        if self.sink is not None:
+            del body["log_frequency"], body["trace_file"]
+        return body
 
     def update(self, body: Any, model: str = "") -> dict[str, Any]:
         """Apply a POST body (validated as a whole first); null clears a model's override (or
@@ -149,6 +165,12 @@ class TraceManager:
         if trace is None:
             return
         trace.stamps.append(("REQUEST_END", _now()))
+        if self.sink is not None:
+            try:
+                self.sink.export(trace)
+            except Exception:  # a tracing fault must never fail the request it observed
+                log.exception("failed to export trace %d", trace.id)
+            return
         self._pending.append(trace)
         frequency = int(self.global_settings["log_frequency"])
         if frequency > 0 and len(self._pending) >= frequency:
@@ -156,7 +178,11 @@ class TraceManager:
             self._files_written += 1
 
     def close(self) -> None:
-        """At exit: every trace not yet written goes to trace_file (log_frequency 0's only write)."""
+        """At exit: every trace not yet written goes to trace_file (log_frequency 0's only write);
+        the OpenTelemetry exporter flushes its batch."""
+        if self.sink is not None:
+            self.sink.close()
+            return
         if self._pending:
             frequency = int(self.global_settings["log_frequency"])
             self._write(self.file if frequency == 0 else f"{self.file}.{self._files_written}")
@@ -177,6 +203,15 @@ class TraceManager:
                 json.dump(doc, f)
         except OSError as e:
             log.error("failed to write trace file '%s': %s", path, e)
+
+
+def _otel_sink(config: tuple[tuple[str, str, str], ...]) -> TraceSink:
+    from .otel import OtelExporter, parse_settings  # lazily: only this mode needs the SDK
+    try:
+        settings = parse_settings(config)
+    except ValueError as e:
+        raise invalid_arg(str(e)) from None
+    return OtelExporter(settings)
 
 
 def validate(body: Any) -> dict[str, Any]:

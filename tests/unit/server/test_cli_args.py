@@ -222,6 +222,6 @@ def test_unsupported_flags():
     assert unsupported_flags(parse()) == []
     assert unsupported_flags(parse("--grpc-use-ssl=true", "--cache-config=local,size=1", "--trace-config=mode=opentelemetry",
                                    "--grpc-keepalive-time=10")) == [
-        "grpc-use-ssl", "grpc-keepalive-time", "trace-config"]
+        "grpc-use-ssl", "grpc-keepalive-time"]  # opentelemetry trace mode is served (server/otel.py)
     assert unsupported_flags(parse_args(["--model-repository=s3://bucket/models"])) == []
     assert unsupported_flags(parse_args(["--model-repository=as://account/container"])) == ["model-repository"]

@@ -174,6 +174,9 @@ class HttpApp:
         return HttpResponse(200, list(_JSON), [body])
 
     def _repository_load(self, request: HttpRequest, params: dict) -> Awaitable[HttpResponse]:
+        if len(request.body) > self.max_input_size:  # stricter than Triton: overrides are JSON, not tensors
+            raise invalid_arg(f"model load request size ({len(request.body)} bytes) exceeds the maximum allowed "
+                              f"input size ({self.max_input_size} bytes); use --http-max-input-size to raise it")
         config, files = _load_parameters(request.body)
         return self._control(self.server.load_model(params["model"], config, files))
 
