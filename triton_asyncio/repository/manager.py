@@ -39,6 +39,7 @@ from .model import Model, build_model
 
 log = logging.getLogger("triton_asyncio.repository")
 _READY = ModelReadyState.READY
+_LOADING = ModelReadyState.LOADING
 _T = TypeVar("_T")
 
 
@@ -427,8 +428,10 @@ class RepositoryManager:
         return [entry.loaded[v] for v in sorted(entry.loaded)]
 
     def all_ready(self) -> bool:
-        """Strict readiness: every version READY, unloaded on purpose, or serving while it reloads."""
-        return all(s.state is _READY or s.reason == "unloaded" or v in e.loaded
+        """Strict readiness: every version READY, unloaded on purpose, serving while it reloads, or
+        being loaded. Beyond Triton (its issues #6230 and #7014): a load under way, on request or by
+        poll, does not take a serving server out of its load balancer; a load that fails does."""
+        return all(s.state is _READY or s.state is _LOADING or s.reason == "unloaded" or v in e.loaded
                    for e in self.models.values() for v, s in e.states.items())
 
     def index(self, ready_only: bool = False) -> list[tuple[str, str | None, str | None, str]]:

@@ -264,3 +264,18 @@ def test_index_reports_loading_while_the_old_model_serves(repo):
         assert manager.resolve("simple") is not old and manager.index()[0][2] == "READY"
         await manager.unload_all()
     asyncio.run(run())
+
+
+def test_a_first_load_under_way_keeps_the_server_ready(repo):
+    async def run():
+        manager = _manager(repo)
+        task = asyncio.ensure_future(manager.load_async("simple"))
+        seen_loading = False
+        while not task.done():
+            if manager.index() and manager.index()[0][2] == "LOADING":
+                seen_loading = True
+                assert manager.all_ready()
+            await asyncio.sleep(0.001)
+        assert task.result() == [] and seen_loading and manager.all_ready()
+        await manager.unload_all()
+    asyncio.run(run())
