@@ -167,7 +167,9 @@ def test_overload_rejects_with_triton_errors_and_stays_responsive(overload_serve
     unloaded = _unloaded_latency(overload_server.grpc_url, model)
     tally, stop = Tally(), threading.Event()
     # three quarters of the load over gRPC, the rest over HTTP
-    grpc_rate = OVERLOAD * SUSTAINABLE * 0.75 / GRPC_THREADS
+    # the open-loop gRPC threads alone offer OVERLOAD x capacity; the closed-loop HTTP threads add
+    # what they can on top (a rejection comes back at once, an accepted request waits its turn)
+    grpc_rate = OVERLOAD * SUSTAINABLE / GRPC_THREADS
     http_rate = OVERLOAD * SUSTAINABLE * 0.25 / HTTP_THREADS
     threads = [threading.Thread(target=_grpc_open_loop, daemon=True,
                                 args=(overload_server.grpc_url, model, expected, grpc_rate, stop, tally))
