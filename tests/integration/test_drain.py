@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import signal
+import subprocess
 import threading
 import time
 
@@ -16,6 +17,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from .conftest import _load_repo_builder, start_server
+from .test_perf_analyzer_smoke import _perf_analyzer
 
 EXIT_TIMEOUT = 5
 THREADS_PER_PROTOCOL = 2
@@ -85,7 +87,13 @@ def test_sigterm_under_load_drains_cleanly(tmp_path):
     workers = [Worker(kind, url, i * 2 + j, stop)
                for i, (kind, url) in enumerate((("http", server.http_url), ("grpc", server.grpc_url)))
                for j in range(THREADS_PER_PROTOCOL)]
+    pa = _perf_analyzer()
+    load = None
     try:
+        if pa is not None:  # perf_analyzer's load as well: the drain must hold under it too
+            load = subprocess.Popen([pa, "-m", "simple", "-u", server.grpc_url, "-i", "grpc", "--async",
+                                     "--concurrency-range", "4", "-p", "60000", "--max-trials", "1"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for worker in workers:
             worker.start()
         time.sleep(LOAD_BEFORE_SIGTERM)
@@ -99,6 +107,9 @@ def test_sigterm_under_load_drains_cleanly(tmp_path):
         stop.set()
         for worker in workers:
             worker.join(10)
+        if load is not None:  # it retries a gone server until its window ends: stop it
+            load.kill()
+            load.wait()
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
