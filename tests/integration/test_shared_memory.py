@@ -195,3 +195,36 @@ def test_perf_analyzer_with_system_shared_memory(shm_server, proto, extra):
         pytest.skip("perf_analyzer is not installed (scripts/install_perf_analyzer.sh)")
     url = shm_server.http_url if proto == "http" else shm_server.grpc_url
     _run(pa, url, "-i", proto, "--shared-memory=system", "--output-shared-memory-size=64", *extra)
+
+
+def test_a_region_removed_or_truncated_by_its_client(shm_server):
+    tag = uuid.uuid4().hex[:8]
+    client = httpclient.InferenceServerClient(shm_server.http_url)
+    handle = shm.create_shared_memory_region(f"gone_{tag}", f"/ta_gone_{tag}", 2 * SIZE)
+    a, b = np.arange(16, dtype=np.int32).reshape(1, 16), np.ones((1, 16), dtype=np.int32)
+    shm.set_shared_memory_region(handle, [a, b])
+    client.register_system_shared_memory(f"gone_{tag}", f"/ta_gone_{tag}", 2 * SIZE)
+
+    def infer():
+        inputs = [httpclient.InferInput("INPUT0", [1, 16], "INT32"), httpclient.InferInput("INPUT1", [1, 16], "INT32")]
+        inputs[0].set_shared_memory(f"gone_{tag}", SIZE)
+        inputs[1].set_shared_memory(f"gone_{tag}", SIZE, offset=SIZE)
+        return client.infer("simple", inputs).as_numpy("OUTPUT0")
+
+    try:
+        os.truncate(f"/dev/shm/ta_gone_{tag}", SIZE)  # the client shrinks it under the server
+        with pytest.raises(InferenceServerException, match="smaller than when it was registered"):
+            infer()
+        os.truncate(f"/dev/shm/ta_gone_{tag}", 2 * SIZE)
+        shm.set_shared_memory_region(handle, [a, b])
+        assert (infer() == a + b).all()
+        os.unlink(f"/dev/shm/ta_gone_{tag}")  # removed without unregistering: the mapping lives on
+        assert (infer() == a + b).all()
+        assert client.is_server_live()
+    finally:
+        client.unregister_system_shared_memory()
+        client.close()
+        try:
+            shm.destroy_shared_memory_region(handle)
+        except Exception:  # noqa: BLE001 - already unlinked above
+            pass
