@@ -13,6 +13,7 @@ import time
 
 from . import TRITON_VERSION
 from .errors import TritonError
+from .memory import device
 from .memory.shm_registry import ShmRegistry
 from .metrics.latency import MetricsSettings
 from .repository.loader import LoadSettings
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_server(options: ServerOptions) -> tuple[InferenceServer, dict[str, list[str]]]:
     """Scan the repositories and load the startup models (synchronously, as tritonserver does)."""
+    # pool sizes for the GPU paths (cheap: nothing CUDA is imported until a GPU is used)
+    device.configure(options.pinned_memory_pool_byte_size, dict(options.cuda_memory_pool_byte_size))
     settings = LoadSettings(options.model_config_name, auto_complete=not options.strict_model_config)
     manager = RepositoryManager(list(options.model_repositories), settings)
     manager.scan()

@@ -3,10 +3,15 @@
 Rules: the only module that imports onnxruntime (the registry imports this module on first use).
 `execute` runs on the instance's worker thread; ORT releases the GIL inside `run`. Per request the
 hot path is: dict of numpy views -> session.run -> views back; anything else is computed at load.
+KIND_GPU instances use the CUDAExecutionProvider on their `device_id` with IO binding (host inputs
+bound as they are, outputs left on the GPU and copied out once); when this onnxruntime has no CUDA
+provider, or the provider fails to start, the instance runs on the CPU with a warning, as
+onnxruntime itself falls back. A GPU id that does not exist is Triton's load error.
 """
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 from typing import Any
@@ -24,6 +29,7 @@ from . import collect, onnx_io
 from .base import Backend, ModelInstance, ModelLocation
 from .iospec import IoSpec, outputs_of
 
+log = logging.getLogger("triton_asyncio.backends.onnxruntime")
 _ORT_ERROR = re.compile(r"\[ONNXRuntimeError\] : (\d+) : \w+ : (.*)", re.S)
 _GRAPH_LEVELS = {-1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, 1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                  2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
@@ -141,8 +147,8 @@ class OnnxRuntimeBackend(Backend):
         if session is None:
             session = open_session(self.path, self.options, self._providers(group, kind, device_id), self.config.name)
             if kind == "KIND_GPU" and session.get_providers()[0] != "CUDAExecutionProvider":
-                raise unavailable(f"unable to create the CUDA execution provider on GPU {device_id} for "
-                                  f"model instance '{instance_name}'")
+                log.warning("the CUDA execution provider did not start on GPU %d for model instance '%s': "
+                            "running it on the CPU", device_id, instance_name)
             inputs, outputs = _model_io(session)
             overridable = onnx_io.from_node_args(session.get_overridable_initializers())
             onnx_io.validate(self.config, inputs, outputs, overridable)
@@ -154,11 +160,15 @@ class OnnxRuntimeBackend(Backend):
         if kind != "KIND_GPU":
             return ["CPUExecutionProvider"]
         gpus = cuda.device_count()
-        if device_id >= gpus or "CUDAExecutionProvider" not in ort.get_available_providers():
+        if not 0 <= device_id < gpus:
             supported = ", ".join(str(i) for i in range(gpus))
             raise invalid_arg(f"instance group {group} of model {self.config.name} specifies invalid or unsupported "
                               f"gpu id {device_id}. GPUs with at least the minimum required CUDA compute "
                               f"compatibility of 7.500000 are: {supported}")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            log.warning("this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu): instance group "
+                        "%s of model %s runs on the CPU", group, self.config.name)
+            return ["CPUExecutionProvider"]
         return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
 
     def finalize(self) -> None:
@@ -181,6 +191,9 @@ class OrtInstance(ModelInstance):
         has_bf16 = any(io.onnx_type == "tensor(bfloat16)"
                        for io in (*model_inputs.values(), *onnx_io.from_node_args(session.get_outputs()).values()))
         self._run = self._run_ortvalues if has_bf16 else self._run_numpy
+        if (kind == "KIND_GPU" and session.get_providers()[0] == "CUDAExecutionProvider" and not has_bf16
+                and not self.str_inputs and all(o.datatype != "BYTES" for o in self.outputs)):
+            self._run = self._run_iobinding
         # Inputs were validated against the config upstream, so skip the Python-side re-check in
         # InferenceSession.run (about 1 us per call) and call the binding directly when it is there.
         self._sess_run = getattr(getattr(session, "_sess", None), "run", None)
@@ -209,6 +222,20 @@ class OrtInstance(ModelInstance):
             if self._sess_run is not None:
                 return self._sess_run(self.output_names, feeds, None)
             return self.session.run(self.output_names, feeds)
+        except Exception as exc:  # ORT raises its own pybind exception types
+            raise ort_error(exc) from None
+
+    def _run_iobinding(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """GPU path: ORT copies the host inputs up; outputs stay on the device until one copy out
+        (without binding, ORT would copy every output back into fresh host memory itself)."""
+        try:
+            binding = self.session.io_binding()
+            for name, array in feeds.items():
+                binding.bind_cpu_input(name, np.ascontiguousarray(array))
+            for name in self.output_names:
+                binding.bind_output(name, "cuda", self.device_id)
+            self.session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()
         except Exception as exc:  # ORT raises its own pybind exception types
             raise ort_error(exc) from None
 

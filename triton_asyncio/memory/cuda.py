@@ -1,4 +1,5 @@
-"""CUDA devices as the server sees them; the only module that imports CUDA bindings.
+"""CUDA devices as the server sees them; with memory/device.py (contexts, copies, pools, IPC),
+the only module that imports CUDA bindings.
 
 Rules: nothing heavy is imported at module import time. Every probe is lazy, tried in order
 (pycuda, cuda-python, the driver library through ctypes), cached, and any failure means "no

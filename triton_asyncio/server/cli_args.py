@@ -25,15 +25,14 @@ UNSUPPORTED_REPOSITORIES = ("as://",)  # s3:// and gs:// are served (repository/
 # Fields this server accepts but does not act on yet; the caller warns when one is not default.
 UNIMPLEMENTED = frozenset({
     "model_namespacing", "model_load_retry_count", "model_load_gpu_limit",
-    "reuse_http_port", "reuse_grpc_port", "http_header_forward_pattern", "grpc_header_forward_pattern",
-    "grpc_use_ssl", "grpc_use_ssl_mutual", "grpc_infer_response_compression_level",
-    "grpc_keepalive_time_ms", "grpc_keepalive_timeout_ms", "grpc_keepalive_permit_without_calls",
+    "reuse_http_port", "http_header_forward_pattern",
+    "grpc_use_ssl", "grpc_use_ssl_mutual", "grpc_keepalive_permit_without_calls",
     "grpc_http2_max_pings_without_data", "grpc_http2_min_recv_ping_interval_without_data_ms",
     "grpc_http2_max_ping_strikes", "grpc_max_connection_age_ms", "grpc_max_connection_age_grace_ms",
     "allow_sagemaker", "allow_vertex_ai",
     "backend_directory", "backend_config", "repoagent_directory",
     "cache_directory", "rate_limit", "rate_limit_resources",
-    "pinned_memory_pool_byte_size", "cuda_memory_pool_byte_size", "cuda_virtual_address_size",
+    "cuda_virtual_address_size",
     "host_policies",
 })
 _FIELD_FLAG = {field: name for name, (field, _) in SIMPLE.items()} | {

@@ -191,8 +191,9 @@ class InferenceServer:
 
     # -- shared memory -----------------------------------------------------------------------
     def _resolve_shm_inputs(self, request: InferenceRequest) -> None:
-        """Inputs placed in registered regions become zero-copy views of those regions."""
-        view = self.shm.view
+        """Inputs placed in registered regions become zero-copy views of those regions (a CUDA
+        region's bytes are copied to pinned host memory: every backend takes host inputs)."""
+        view = self.shm.read if self.shm.cuda_regions else self.shm.view
         for name, ref in request.shm_inputs.items():  # type: ignore[union-attr]
             request.inputs[name] = Tensor(name, ref.datatype, list(ref.shape),
                                           raw=view(ref.region, ref.offset, ref.byte_size))
@@ -212,7 +213,10 @@ class InferenceServer:
             if size > ref.byte_size:
                 raise internal(f"shared memory size specified with the request for output '{tensor.name}' "
                                f"({ref.byte_size} bytes) should be at least {size} bytes to hold the results")
-            self.shm.view(ref.region, ref.offset, ref.byte_size)[:size] = raw
+            if self.shm.cuda_regions:
+                self.shm.write(ref.region, ref.offset, ref.byte_size, raw)
+            else:
+                self.shm.view(ref.region, ref.offset, ref.byte_size)[:size] = raw
 
     # -- response cache ----------------------------------------------------------------------
     async def _infer_cached(self, model: Model, request: InferenceRequest,

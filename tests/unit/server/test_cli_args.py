@@ -220,8 +220,9 @@ def test_core_checks_have_no_usage_text():
 
 def test_unsupported_flags():
     assert unsupported_flags(parse()) == []
+    # served: the cache, opentelemetry tracing (server/otel.py), gRPC keepalive, the memory pools
     assert unsupported_flags(parse("--grpc-use-ssl=true", "--cache-config=local,size=1", "--trace-config=mode=opentelemetry",
-                                   "--grpc-keepalive-time=10")) == [
-        "grpc-use-ssl", "grpc-keepalive-time"]  # opentelemetry trace mode is served (server/otel.py)
+                                   "--grpc-keepalive-time=10", "--pinned-memory-pool-byte-size=1024")) == [
+        "grpc-use-ssl"]
     assert unsupported_flags(parse_args(["--model-repository=s3://bucket/models"])) == []
     assert unsupported_flags(parse_args(["--model-repository=as://account/container"])) == ["model-repository"]
