@@ -168,7 +168,10 @@ async def _start_listeners(options: ServerOptions, server: InferenceServer) -> l
         srv = await loop.create_server(
             lambda: GrpcProtocol(service, server_state=gstate, compression=compression,
                                  keepalive_time_ms=options.grpc_keepalive_time_ms,
-                                 keepalive_timeout_ms=options.grpc_keepalive_timeout_ms),
+                                 keepalive_timeout_ms=options.grpc_keepalive_timeout_ms,
+                                 min_recv_ping_interval_ms=options.grpc_http2_min_recv_ping_interval_without_data_ms,
+                                 max_ping_strikes=options.grpc_http2_max_ping_strikes,
+                                 permit_pings_without_calls=options.grpc_keepalive_permit_without_calls),
             options.grpc_address, options.grpc_port, backlog=1024, reuse_address=True,
             reuse_port=options.reuse_grpc_port or None)
         listeners.append(("GRPC", srv, gstate))

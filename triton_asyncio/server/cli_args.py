@@ -26,9 +26,8 @@ UNSUPPORTED_REPOSITORIES = ("as://",)  # s3:// and gs:// are served (repository/
 UNIMPLEMENTED = frozenset({
     "model_namespacing", "model_load_retry_count", "model_load_gpu_limit",
     "reuse_http_port", "http_header_forward_pattern",
-    "grpc_use_ssl", "grpc_use_ssl_mutual", "grpc_keepalive_permit_without_calls",
-    "grpc_http2_max_pings_without_data", "grpc_http2_min_recv_ping_interval_without_data_ms",
-    "grpc_http2_max_ping_strikes", "grpc_max_connection_age_ms", "grpc_max_connection_age_grace_ms",
+    "grpc_use_ssl", "grpc_use_ssl_mutual",
+    "grpc_http2_max_pings_without_data", "grpc_max_connection_age_ms", "grpc_max_connection_age_grace_ms",
     "allow_sagemaker", "allow_vertex_ai",
     "backend_directory", "backend_config", "repoagent_directory",
     "cache_directory", "rate_limit", "rate_limit_resources",

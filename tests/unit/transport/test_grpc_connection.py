@@ -358,3 +358,60 @@ def test_peer_goaway_terminates():
     pair.client.close_connection()
     [event] = pair.pump()
     assert isinstance(event, ConnectionTerminated) and event.error_code == 0
+
+
+# -- ping abuse (grpc-core's policy) --------------------------------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ping_policy_counts_strikes_and_resets_on_data():
+    from triton_asyncio.transport.grpc.connection import PingPolicy
+    clock = FakeClock()
+    policy = PingPolicy(min_interval_ms=10_000, max_strikes=2, clock=clock)
+    assert not policy.received(idle=False)  # the first ping is always fine
+    clock.now += 10
+    assert not policy.received(idle=False) and policy.strikes == 0  # exactly the interval: allowed
+    clock.now += 1
+    assert not policy.received(idle=False) and policy.strikes == 1
+    assert not policy.received(idle=False) and policy.strikes == 2
+    policy.data_sent()  # the server wrote headers or data: strikes forgiven
+    assert not policy.received(idle=False) and policy.strikes == 1
+    assert not policy.received(idle=False)
+    assert policy.received(idle=False)  # the third strike ends the connection
+    idle = PingPolicy(min_interval_ms=10_000, max_strikes=0, clock=clock)
+    for _ in range(100):
+        assert not idle.received(idle=True)  # max_strikes 0: never close
+
+
+def test_ping_policy_idle_connections_get_the_two_hour_interval():
+    from triton_asyncio.transport.grpc.connection import PingPolicy
+    clock = FakeClock()
+    strict = PingPolicy(min_interval_ms=10_000, max_strikes=1, clock=clock)
+    permissive = PingPolicy(min_interval_ms=10_000, max_strikes=1, permit_without_calls=True, clock=clock)
+    for policy in (strict, permissive):
+        policy.received(idle=True)
+    clock.now += 60
+    assert not strict.received(idle=True) and strict.strikes == 1  # a minute is too soon when idle
+    assert not permissive.received(idle=True) and permissive.strikes == 0
+
+
+def test_too_many_pings_get_goaway_enhance_your_calm():
+    from triton_asyncio.transport.grpc.connection import PingPolicy
+    clock = FakeClock()
+    pair = Pair(ping_policy=PingPolicy(min_interval_ms=300_000, max_strikes=2, clock=clock))
+    terminated = []
+    for i in range(4):
+        pair.client.ping(i.to_bytes(8, "big"))
+        terminated += [e for e in pair.pump() if isinstance(e, ConnectionTerminated)]
+    assert terminated and terminated[0].reason == "too_many_pings"
+    assert terminated[0].error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    goaways = [e for e in pair.client_events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaways and goaways[0].error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert goaways[0].additional_data == b"too_many_pings"
+    # the pings before the last one were answered
+    assert sum(isinstance(e, h2.events.PingAckReceived) for e in pair.client_events) >= 3

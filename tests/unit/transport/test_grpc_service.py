@@ -354,6 +354,9 @@ class Sink:
     def send(self, message: bytes) -> None:
         self.sent.append(message)
 
+    async def drain(self) -> None:
+        return None
+
 
 async def _messages(items):
     for item in items:

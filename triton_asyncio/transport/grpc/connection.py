@@ -9,7 +9,9 @@ that are broken at this level (bad content-type, bad framing) are answered here 
 """
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import h2.config
@@ -116,6 +118,39 @@ class ConnectionTerminated:
     reason: str
 
 
+class PingPolicy:
+    """grpc-core's ping abuse policy (--grpc-http2-min-recv-ping-interval-without-data-ms,
+    --grpc-http2-max-ping-strikes, --grpc-keepalive-permit-without-calls): a ping sooner than the
+    allowed interval after the previous one is a strike; more strikes than allowed end the
+    connection. Sending headers or data resets the strikes. Pure: the clock is injected."""
+
+    __slots__ = ("min_interval_s", "max_strikes", "permit_without_calls", "clock", "_last", "strikes")
+
+    IDLE_INTERVAL_S = 7200.0  # grpc-core's interval when idle and pings without calls are not permitted
+
+    def __init__(self, min_interval_ms: int = 300_000, max_strikes: int = 2, permit_without_calls: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.min_interval_s = min_interval_ms / 1000
+        self.max_strikes = max_strikes
+        self.permit_without_calls = permit_without_calls
+        self.clock = clock
+        self._last: float | None = None
+        self.strikes = 0
+
+    def received(self, idle: bool) -> bool:
+        """One PING arrived; True when the connection must be closed."""
+        now = self.clock()
+        interval = self.IDLE_INTERVAL_S if idle and not self.permit_without_calls else self.min_interval_s
+        last, self._last = self._last, now
+        if last is None or last + interval <= now:
+            return False
+        self.strikes += 1
+        return self.max_strikes != 0 and self.strikes > self.max_strikes
+
+    def data_sent(self) -> None:
+        self.strikes = 0
+
+
 class _Stream:
     """Our side of one call's stream."""
 
@@ -139,7 +174,7 @@ class GrpcConnection:
 
     def __init__(self, *, max_message_size: int = 2**31 - 1, compression: str | None = None,
                  max_concurrent_streams: int = MAX_STREAMS, window: int = WINDOW,
-                 max_frame_size: int = MAX_FRAME) -> None:
+                 max_frame_size: int = MAX_FRAME, ping_policy: PingPolicy | None = None) -> None:
         if compression not in (None, "gzip", "deflate"):
             raise ValueError(f"unsupported response compression {compression!r}")
         self._max_message_size = max_message_size
@@ -161,6 +196,7 @@ class GrpcConnection:
         self.closing = False  # graceful GOAWAY sent: no new calls
         self.closed = False
         self.handshaken = False  # the client's preface and first SETTINGS frame have arrived
+        self._pings = ping_policy if ping_policy is not None else PingPolicy()
 
     # -- input -----------------------------------------------------------------------------------
     def receive(self, data: bytes) -> list:
@@ -307,6 +343,15 @@ class GrpcConnection:
         if self.queued_total:  # INITIAL_WINDOW_SIZE or MAX_FRAME_SIZE may have grown
             self._flush_all(out)
 
+    def _on_ping(self, event: h2.events.PingReceived, out: list) -> None:
+        """h2 has queued the ACK; a client pinging too often gets grpc-core's answer: GOAWAY
+        ENHANCE_YOUR_CALM "too_many_pings" once it runs out of strikes."""
+        if self._pings.received(idle=not self._streams):
+            self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too_many_pings")
+            self.closed = True
+            self._streams.clear()
+            out.append(ConnectionTerminated(int(ErrorCodes.ENHANCE_YOUR_CALM), "too_many_pings"))
+
     def _on_ping_ack(self, event: h2.events.PingAckReceived, out: list) -> None:
         out.append(PingAcked(event.ping_data))
 
@@ -325,6 +370,7 @@ class GrpcConnection:
 
     def start_response(self, sid: int) -> None:
         """Response headers (`:status 200`, content-type, grpc-encoding when compressing)."""
+        self._pings.data_sent()
         stream = self._streams.get(sid)
         if stream is None or stream.headers_sent:
             return
@@ -339,6 +385,7 @@ class GrpcConnection:
 
     def send_message(self, sid: int, payload: bytes | bytearray | memoryview) -> bool:
         """Frame and send (or queue for the windows) one message; False if the call is over."""
+        self._pings.data_sent()
         stream = self._streams.get(sid)
         if stream is None or stream.trailers is not None:
             return False
@@ -534,6 +581,7 @@ _DISPATCH = {
     h2.events.StreamReset: GrpcConnection._on_stream_reset,
     h2.events.WindowUpdated: GrpcConnection._on_window_updated,
     h2.events.RemoteSettingsChanged: GrpcConnection._on_settings_changed,
+    h2.events.PingReceived: GrpcConnection._on_ping,
     h2.events.PingAckReceived: GrpcConnection._on_ping_ack,
     h2.events.ConnectionTerminated: GrpcConnection._on_terminated,
 }

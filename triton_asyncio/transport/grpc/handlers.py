@@ -54,6 +54,10 @@ class ResponseSink(Protocol):
         """True once the client reset the stream or the connection went away: stop sending."""
         ...
 
+    async def drain(self) -> None:
+        """Wait while this call's responses pile up unsent (a client that does not read)."""
+        ...
+
 
 # Bidirectional streaming: the request messages as they arrive (the iterator ends when the
 # client half-closes), and the sink for responses. Returning ends the call with OK.

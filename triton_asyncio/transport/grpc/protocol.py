@@ -27,6 +27,7 @@ from .connection import (
     HalfClosed,
     MessageReceived,
     PingAcked,
+    PingPolicy,
     StreamDrained,
 )
 from .handlers import Buffer, CallContext, Router, RpcError, StreamHandler, UnaryHandler
@@ -66,8 +67,10 @@ class GrpcProtocol(asyncio.Protocol):
     def __init__(self, router: Router, *, max_message_size: int = 2**31 - 1,
                  server_state: GrpcServerState | None = None, keepalive_time_ms: int = 7_200_000,
                  keepalive_timeout_ms: int = 20_000, compression: str | None = None,
-                 max_concurrent_streams: int = 4096) -> None:
+                 max_concurrent_streams: int = 4096, min_recv_ping_interval_ms: int = 300_000,
+                 max_ping_strikes: int = 2, permit_pings_without_calls: bool = False) -> None:
         self._router = router
+        self._ping_settings = (min_recv_ping_interval_ms, max_ping_strikes, permit_pings_without_calls)
         self._state = server_state if server_state is not None else GrpcServerState()
         self._max_message_size = max_message_size
         self._compression = compression
@@ -92,7 +95,8 @@ class GrpcProtocol(asyncio.Protocol):
         self._peer = _peer_name(transport)
         set_nodelay(transport)
         self._conn = GrpcConnection(max_message_size=self._max_message_size, compression=self._compression,
-                                    max_concurrent_streams=self._max_streams)
+                                    max_concurrent_streams=self._max_streams,
+                                    ping_policy=PingPolicy(*self._ping_settings))
         self._transport.write(self._conn.data_to_send())
         self._last_active = self._loop.time()
         self._ping_timer = self._loop.call_later(self._keepalive_time, self._on_keepalive)
@@ -427,6 +431,9 @@ class _Sink:
     def closed(self) -> bool:
         protocol = self._protocol
         return protocol._closed or protocol._calls.get(self._call.stream_id) is not self._call
+
+    async def drain(self) -> None:
+        await self._protocol.wait_writable(self._call.stream_id)
 
 
 def _outcome(task: asyncio.Future, call: _Call) -> tuple[int, str] | None:

@@ -462,6 +462,9 @@ class InferStream:
                     self._finish(None)
                     return
                 self.sink.send(data)
+                # a decoupled model may answer without end: stop taking its responses while the
+                # client is not reading them (they wait in the server's queue, not the socket's)
+                await self.sink.drain()
         except TritonError as e:
             if not self._failed(e) and not self.sink.closed:
                 self.sink.send(gm.encode_stream_error(e.message, request.id, request.model_name, version_text))
