@@ -6,10 +6,12 @@ several requests are concatenated along dim 0 once; outputs go back as views (sl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..core.request import InferenceRequest
+from ..core.tensor import Tensor
 from ..errors import invalid_arg
 
 
@@ -78,3 +80,12 @@ def reshape_output(shape: Sequence[int], reshape: Sequence[int], dims: Sequence[
     for d in dims:
         out.append(variable.pop(0) if d == -1 and variable else d)
     return out
+
+
+def output_tensor(spec: Any, array: np.ndarray, batching: bool) -> Tensor:
+    """An output as the client sees it: a config `reshape` reported in the config's dims."""
+    shape = list(array.shape)
+    if spec.reshape is not None:
+        shape = reshape_output(shape, spec.reshape, spec.dims, batching)
+        array = array.reshape(shape)
+    return Tensor(spec.name, spec.datatype, shape, array=array)

@@ -49,6 +49,21 @@ def outputs_of(config: Any) -> list[IoSpec]:
     return [io_spec(io) for io in config.output]
 
 
+def add_io(ios: Any, name: str, config_type: str, model_dims: Any, batching: bool) -> Any:
+    """Auto-complete one input or output from the model's own shape (its batch dim dropped when the
+    model batches); a scalar per batch item becomes dims [1] with an empty reshape, as Triton does."""
+    io = ios.add()
+    io.name = name
+    set_enum(io, "data_type", config_type)
+    dims = list(model_dims[1:] if batching else model_dims)
+    if not dims:
+        dims = [1]
+        if batching:
+            io.reshape.SetInParent()
+    io.dims.extend(dims)
+    return io
+
+
 def shape_str(shape: Any) -> str:
     """Triton's ShapeToString: `[-1,16]`."""
     return "[" + ",".join(str(d) for d in shape) + "]"

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.datatype import config_to_wire
 from ..errors import internal, invalid_arg
-from .iospec import IoSpec, io_spec, set_enum, shape_str
+from .iospec import IoSpec, add_io, io_spec, shape_str
 
 log = logging.getLogger("triton_asyncio.backends.onnxruntime")
 
@@ -74,15 +74,7 @@ def _complete_max_batch(config: Any, inputs: dict[str, OnnxIo], outputs: dict[st
 def _complete_io(config: Any, ios: Any, infos: dict[str, OnnxIo]) -> None:
     batching = config.max_batch_size > 0
     for info in infos.values():
-        io = ios.add()
-        io.name = info.name
-        set_enum(io, "data_type", info.config_type)
-        dims = list(info.dims[1:] if batching else info.dims)
-        if not dims:
-            dims = [1]
-            if batching:
-                io.reshape.SetInParent()
-        io.dims.extend(dims)
+        add_io(ios, info.name, info.config_type, info.dims, batching)
 
 
 def validate(config: Any, inputs: dict[str, OnnxIo], outputs: dict[str, OnnxIo],

@@ -254,15 +254,9 @@ class OrtInstance(ModelInstance):
             tensors = [Tensor(spec.name, spec.datatype, list(array.shape), array=array)
                        for spec, array in zip(self.outputs, arrays, strict=True)]
             return InferenceResponse(self.model_name, self.version, id=request.id, outputs=tensors)
-        tensors = []
-        for spec, array in zip(self.outputs, arrays, strict=True):
-            if spec.datatype == "BYTES":
-                array = collect.str_to_bytes(array)
-            shape = list(array.shape)
-            if spec.reshape is not None:
-                shape = collect.reshape_output(shape, spec.reshape, spec.dims, self.batching)
-                array = array.reshape(shape)
-            tensors.append(Tensor(spec.name, spec.datatype, shape, array=array))
+        tensors = [collect.output_tensor(spec, collect.str_to_bytes(array) if spec.datatype == "BYTES" else array,
+                                         self.batching)
+                   for spec, array in zip(self.outputs, arrays, strict=True)]
         return InferenceResponse(self.model_name, self.version, id=request.id, outputs=tensors)
 
     def finalize(self) -> None:

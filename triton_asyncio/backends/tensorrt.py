@@ -23,12 +23,11 @@ import numpy as np
 from ..core.datatype import NUMPY_DTYPE
 from ..core.request import InferenceRequest
 from ..core.response import InferenceResponse
-from ..core.tensor import Tensor
 from ..errors import TritonError, internal, invalid_arg, unavailable, unsupported
 from ..memory import device
 from . import collect
 from .base import Backend, ModelInstance, ModelLocation
-from .iospec import IoSpec, io_spec, outputs_of, set_enum, shape_str
+from .iospec import IoSpec, add_io, io_spec, outputs_of, shape_str
 
 log = logging.getLogger("triton_asyncio.backends.tensorrt")
 
@@ -131,15 +130,8 @@ def auto_complete(config: Any, engine: Engine) -> None:
         if len(ios):
             continue
         for info in infos:
-            io = ios.add()
-            io.name = info.name
-            set_enum(io, "data_type", f"TYPE_{info.datatype}" if info.datatype else "TYPE_INVALID")
-            dims = list(info.dims[1:] if batching else info.dims)
-            if not dims:
-                dims = [1]
-                if batching:
-                    io.reshape.SetInParent()
-            io.dims.extend(dims)
+            io = add_io(ios, info.name, f"TYPE_{info.datatype}" if info.datatype else "TYPE_INVALID", info.dims,
+                        batching)
             if info.is_shape_tensor:
                 io.is_shape_tensor = True
 
@@ -327,14 +319,7 @@ class TrtInstance(ModelInstance):
         return buf.ptr
 
     def _respond(self, request: InferenceRequest, arrays: dict[str, np.ndarray]) -> InferenceResponse:
-        tensors = []
-        for spec in self.outputs:
-            array = arrays[spec.name]
-            shape = list(array.shape)
-            if spec.reshape is not None:
-                shape = collect.reshape_output(shape, spec.reshape, spec.dims, self.batching)
-                array = array.reshape(shape)
-            tensors.append(Tensor(spec.name, spec.datatype, shape, array=array))
+        tensors = [collect.output_tensor(spec, arrays[spec.name], self.batching) for spec in self.outputs]
         return InferenceResponse(self.model_name, self.version, id=request.id, outputs=tensors)
 
     def finalize(self) -> None:

@@ -165,10 +165,14 @@ class InferenceServer:
             self.tracer.end(request)
         return response
 
-    def _prepare(self, model: Model, request: InferenceRequest) -> InferenceResponse | None:
+    def _admit(self, model: Model, request: InferenceRequest) -> None:
+        """Inputs in shared memory resolved, then the request checked against the model."""
         if request.shm_inputs:
             self._resolve_shm_inputs(request)
         validate_request(request, model.spec)
+
+    def _prepare(self, model: Model, request: InferenceRequest) -> InferenceResponse | None:
+        self._admit(model, request)
         if self.response_cache is not None and model.config.response_cache.enable:
             return None  # infer_prepared looks the response up
         response = model.try_infer_now(request)
@@ -257,9 +261,7 @@ class InferenceServer:
         if not model.spec.decoupled:
             yield await self.infer(model, request), True
             return
-        if request.shm_inputs:
-            self._resolve_shm_inputs(request)
-        validate_request(request, model.spec)
+        self._admit(model, request)
         sink = _QueueSink(asyncio.get_running_loop())
         request.response_sink = sink
         task = asyncio.ensure_future(model.infer(request))
