@@ -103,10 +103,35 @@ def _params(obj) -> dict:
 
 
 # -- request ---------------------------------------------------------------------------------
+class _Plan:
+    """What a binary infer header decodes to when it holds nothing but an optional id, binary
+    inputs and plain outputs: replayed for a byte-identical header, it rebuilds the request
+    without parsing. Clients such as perf_analyzer send the same header with every request."""
+
+    __slots__ = ("id", "inputs", "outputs")
+
+    def __init__(self, id: str, inputs: tuple, outputs: tuple | None) -> None:
+        self.id = id
+        self.inputs = inputs  # ((name, datatype, shape tuple, binary_data_size), ...)
+        self.outputs = outputs  # ((name, binary), ...) or None
+
+
+_PLANS: dict[bytes, _Plan] = {}
+_PLANS_MAX = 256  # distinct headers remembered; the table starts afresh when full
+_PLAN_HEADER_MAX = 4096  # longer headers are parsed every time (and cost more to key)
+_PLAN_KEYS = frozenset(("id", "inputs", "outputs"))
+
+
 def decode_infer(body, header_length: int | None, model_name: str, model_version: int,
                  max_input_size: int) -> InferenceRequest:
     """A JSON (+ binary) infer body -> InferenceRequest; header_length None means no IHCL."""
     length = header_size(body, header_length, max_input_size)
+    key = None
+    if header_length is not None and 0 < length <= _PLAN_HEADER_MAX:
+        key = bytes(body[:length]) if type(body) is not bytes else body[:length]
+        plan = _PLANS.get(key)
+        if plan is not None:
+            return _replay(plan, body, length, model_name, model_version)
     if length == body_size(body) and isinstance(body, (bytes, bytearray)):
         doc = parse_json(body)
     else:
@@ -125,6 +150,43 @@ def decode_infer(body, header_length: int | None, model_name: str, model_version
     reader.finish(model_name)
     if "outputs" in obj:
         _decode_outputs(request, _array(obj, "outputs"))
+    if key is not None:
+        _remember(key, obj, request)
+    return request
+
+
+def _remember(key: bytes, obj: dict, request: InferenceRequest) -> None:
+    """Keep the plan of a header that decoded without error, if it is of the plain kind."""
+    if not obj.keys() <= _PLAN_KEYS or request.shm_inputs or request.shm_outputs:
+        return
+    inputs = []
+    for item in obj["inputs"]:
+        # only inputs that took the binary fast path: exactly {"binary_data_size": n} as parameters
+        if type(item) is not dict or "data" in item or len(item.get("parameters") or ()) != 1:
+            return
+        size = item["parameters"].get("binary_data_size")
+        if type(size) is not int:
+            return
+        inputs.append((item["name"], item["datatype"], tuple(item["shape"]), size))
+    outputs = None
+    if request.outputs is not None:
+        if any(o.classification or o.shm is not None for o in request.outputs.values()):
+            return
+        outputs = tuple((o.name, o.binary) for o in request.outputs.values())
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = _Plan(request.id, tuple(inputs), outputs)
+
+
+def _replay(plan: _Plan, body, length: int, model_name: str, model_version: int) -> InferenceRequest:
+    request = InferenceRequest(model_name, model_version, plan.id)
+    reader = BinaryReader(body, length, True)
+    inputs = request.inputs
+    for name, datatype, shape, size in plan.inputs:
+        inputs[name] = Tensor(name, datatype, list(shape), raw=reader.take(name, size, model_name) if size else b"")
+    reader.finish(model_name)
+    if plan.outputs is not None:
+        request.outputs = {name: RequestedOutput(name, binary) for name, binary in plan.outputs}
     return request
 
 
@@ -250,6 +312,9 @@ def encode_infer_response(response: InferenceResponse, request: InferenceRequest
     Outputs whose RequestedOutput has `shm` set are listed with name/datatype/shape only: the
     server has already written their bytes into the region.
     """
+    fast = _encode_all_binary(response, request)
+    if fast is not None:
+        return fast, len(fast[0])
     requested = request.outputs
     entries: list[dict] = []
     chunks: list = [b""]
@@ -286,3 +351,53 @@ def encode_infer_response(response: InferenceResponse, request: InferenceRequest
     doc["outputs"] = entries
     chunks[0] = header = encode_json(doc)
     return chunks, (len(header) if any_binary else None)
+
+
+_OUTPUT_PREFIX: dict[tuple[str, str], bytes] = {}  # (name, datatype) -> b'{"name":..,"datatype":..,"shape":['
+_DOC_PREFIX: dict[tuple[str, str], bytes] = {}  # (model, version) -> b'{"model_name":..,"outputs":['
+
+
+def _encode_all_binary(response: InferenceResponse, request: InferenceRequest) -> list | None:
+    """The common response, every returned output binary, written from cached JSON pieces (made
+    by encode_json, so the bytes are the ones the general path writes); None: take that path."""
+    if response.parameters:
+        return None
+    requested = request.outputs
+    parts: list[bytes] = []
+    chunks: list = [b""]
+    for tensor in response.outputs:
+        if requested is None:
+            if not request.binary_default:
+                return None
+        else:
+            wanted = requested.get(tensor.name)
+            if wanted is None:
+                continue
+            if not wanted.binary or wanted.classification or wanted.shm is not None:
+                return None
+        prefix = _OUTPUT_PREFIX.get((tensor.name, tensor.datatype))
+        if prefix is None:
+            if len(_OUTPUT_PREFIX) >= 4096:
+                _OUTPUT_PREFIX.clear()
+            prefix = _OUTPUT_PREFIX[(tensor.name, tensor.datatype)] = (
+                encode_json({"name": tensor.name, "datatype": tensor.datatype})[:-1] + b',"shape":[')
+        raw, size = output_chunk(tensor)
+        if size:
+            chunks.append(raw)
+        parts.append(b'%s%s],"parameters":{"binary_data_size":%d}}'
+                     % (prefix, b",".join([b"%d" % d for d in tensor.shape]), size))
+    if not parts:
+        return None  # no output at all: rare, let the general path word it
+    if response.id:
+        head = encode_json({"id": response.id, "model_name": response.model_name,
+                            "model_version": response.model_version})[:-1] + b',"outputs":['
+    else:
+        key = (response.model_name, response.model_version)
+        head = _DOC_PREFIX.get(key)  # type: ignore[assignment]
+        if head is None:
+            if len(_DOC_PREFIX) >= 4096:
+                _DOC_PREFIX.clear()
+            head = _DOC_PREFIX[key] = encode_json({"model_name": response.model_name,
+                                                   "model_version": response.model_version})[:-1] + b',"outputs":['
+    chunks[0] = head + b",".join(parts) + b"]}"
+    return chunks

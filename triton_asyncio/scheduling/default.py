@@ -68,12 +68,12 @@ class DefaultScheduler(Scheduler):
         """
         if not self._idle or self._pending or not self._idle[-1].inline_ready:
             return None
-        arrived = time.perf_counter_ns()
+        if request.state is not RequestState.INITIALIZED:
+            request.set_state(RequestState.PENDING)  # raises: a request is scheduled once
         runner = self._idle.pop()
-        request.set_state(RequestState.PENDING)
         self._inflight += 1
         try:
-            return self._run_inline(runner, request, arrived)
+            return self._run_inline(runner, request, 0)
         finally:
             self._release(runner)
             self._inflight -= 1
@@ -81,16 +81,18 @@ class DefaultScheduler(Scheduler):
                 self._drained.set()
 
     def _run_inline(self, runner: InstanceRunner, request: InferenceRequest, arrived: int) -> InferenceResponse:
+        """Execute on the loop; `arrived` 0 means just now (never queued: no queue time)."""
         started = time.perf_counter_ns()
-        request.set_state(RequestState.EXECUTING)
+        # PENDING -> EXECUTING -> RELEASED, assigned directly: this path owns the request throughout
+        request.state = RequestState.EXECUTING
         try:
-            responses, compute_ns = runner.run_inline([request])
+            responses, compute_ns = runner.run_inline([request], started)
             response, error = responses[0], None
         except Exception as e:
             response, error, compute_ns = None, self._as_error(runner, e), 0
         finally:
-            request.set_state(RequestState.RELEASED)
-        return self._finish(request, response, error, arrived, started, compute_ns)
+            request.state = RequestState.RELEASED
+        return self._finish(request, response, error, arrived or started, started, compute_ns)
 
     @staticmethod
     def _as_error(runner: InstanceRunner, e: Exception) -> TritonError:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from triton_asyncio.codec import kserve_json
 from triton_asyncio.codec.kserve_json import decode_infer
 from triton_asyncio.core.request import FLAG_SEQUENCE_END, FLAG_SEQUENCE_START
 from triton_asyncio.errors import ErrorCode, TritonError
@@ -222,3 +223,58 @@ def test_max_input_size():
     assert decode_infer(PERF_BODY, len(PERF_HEADER), "m", -1, len(PERF_HEADER)).inputs
     body = b'{"inputs":[{"name":"I","shape":[1000000],"datatype":"INT32","data":[1]}]}'
     assert "exceeds the maximum allowed input size of 1000" in _error(body, max_input_size=1000).message
+
+
+def _snapshot(r):
+    return (r.model_name, r.model_version, r.id, r.parameters, r.flags, r.binary_default, r.shm_inputs,
+            {n: (t.datatype, t.shape, bytes(t.raw)) for n, t in r.inputs.items()},
+            None if r.outputs is None else {n: (o.binary, o.classification, o.shm) for n, o in r.outputs.items()})
+
+
+@pytest.mark.parametrize("header", [
+    PERF_HEADER,
+    PERF_HEADER[:-1] + b',"id":"a\\u00e9"}',
+    b'{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}},'
+    b'{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}}]}',
+    b'{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}},'
+    b'{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}}],"outputs":[]}',
+])
+def test_a_repeated_header_decodes_the_same_from_its_remembered_plan(header):
+    kserve_json._PLANS.clear()
+    data = ARANGE + np.ones(16, dtype=np.int32).tobytes()
+    first = decode_infer(header + data, len(header), "simple", 1, MAX)
+    assert header in kserve_json._PLANS
+    again = decode_infer(bytearray(header + data[::-1]), len(header), "other", 2, MAX)
+    assert _snapshot(again)[3:] == _snapshot(decode_infer(header + data[::-1], len(header), "x", 0, MAX))[3:]
+    assert _snapshot(first)[3:7] == _snapshot(again)[3:7] and again.model_name == "other"
+    assert bytes(again.inputs["INPUT0"].raw) == data[::-1][:64]
+    # the outputs are the request's own: a caller changing them does not change the next one
+    if again.outputs:
+        again.outputs["OUTPUT0"].binary = False
+        assert decode_infer(header + data, len(header), "simple", 1, MAX).outputs["OUTPUT0"].binary
+    # the binary section is still checked against the remembered sizes, with Triton's words
+    assert "additional" in _error(header + data + b"x", len(header)).message
+    assert "expecting 1 additional bytes" in _error(header + data[:-1], len(header)).message
+
+
+@pytest.mark.parametrize("header", [
+    PERF_HEADER[:-1] + b',"parameters":{"sequence_id":5}}',  # parameters: parsed every time
+    b'{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[' + b",".join([b"1"] * 16) + b']}]}',
+    b'{"inputs":[{"name":"INPUT0","shape":[1],"datatype":"INT32","parameters":{"binary_data_size":4}}],'
+    b'"outputs":[{"name":"OUTPUT0","parameters":{"classification":2}}]}',
+    b'{"inputs":[{"name":"INPUT0","shape":[1],"datatype":"INT32","parameters":{"binary_data_size":4}}],'
+    b'"outputs":[{"name":"OUTPUT0","parameters":{"shared_memory_region":"r","shared_memory_byte_size":4}}]}',
+])
+def test_headers_beyond_the_plain_kind_are_not_remembered(header):
+    kserve_json._PLANS.clear()
+    size = sum(i["parameters"]["binary_data_size"] for i in json.loads(header)["inputs"] if "parameters" in i)
+    decode_infer(header + b"\0" * size, len(header), "m", 1, MAX)
+    assert header not in kserve_json._PLANS
+
+
+def test_a_header_that_fails_is_not_remembered_and_fails_again():
+    kserve_json._PLANS.clear()
+    header = PERF_HEADER.replace(b'"shape":[1,16]', b'"shape":[1,-16]', 1)
+    for _ in range(2):
+        assert _error(PERF_BODY.replace(PERF_HEADER, header), len(header)).code is ErrorCode.INTERNAL
+    assert not kserve_json._PLANS

@@ -134,3 +134,35 @@ def test_response_parameters():
     response.parameters = {"k": "v", "n": 1}
     chunks, _ = encode_infer_response(response, InferenceRequest("m", 1))
     assert chunks[0] == b'{"model_name":"simple","model_version":"1","parameters":{"k":"v","n":1},"outputs":[]}'
+
+
+@pytest.mark.parametrize("rid", ["", "r\u00e9\"1"])
+@pytest.mark.parametrize("names", [("OUTPUT0", "OUTPUT1"), ('we"ird\\\u2603', "x")])
+def test_all_binary_fast_path_writes_the_general_paths_bytes(rid, names, monkeypatch):
+    import triton_asyncio.codec.kserve_json as kj
+
+    tensors = [Tensor(n, "FP32", [2, 3], array=np.full((2, 3), i, np.float32)) for i, n in enumerate(names)]
+    tensors.append(Tensor("EMPTY", "INT32", [0], array=np.zeros(0, np.int32)))
+    for outputs, binary_default in (({n: RequestedOutput(n, True) for n in names}, False), (None, True)):
+        request = InferenceRequest("simple", outputs=outputs, binary_default=binary_default)
+        response = InferenceResponse('m"odel', "3", id=rid, outputs=tensors)
+        fast, fast_len = encode_infer_response(response, request)
+        assert kj._encode_all_binary(response, request) is not None
+        monkeypatch.setattr(kj, "_encode_all_binary", lambda *a: None)
+        general, general_len = encode_infer_response(response, request)
+        monkeypatch.undo()
+        assert (fast_len, _join(fast)) == (general_len, _join(general))
+        parsed = PARSE(_join(fast), header_length=fast_len)
+        assert parsed.as_numpy(names[1]).tolist() == [[1.0] * 3] * 2
+
+
+def test_all_binary_fast_path_declines_json_classification_and_parameters():
+    import triton_asyncio.codec.kserve_json as kj
+
+    t = Tensor("OUTPUT0", "INT32", [1], array=np.ones(1, np.int32))
+    assert kj._encode_all_binary(_response(t), InferenceRequest("m")) is None  # JSON by default
+    assert kj._encode_all_binary(_response(t), InferenceRequest("m", outputs={"OUTPUT0": RequestedOutput(
+        "OUTPUT0", True, classification=1)})) is None
+    response = _response(t)
+    response.parameters = {"p": 1}
+    assert kj._encode_all_binary(response, InferenceRequest("m", binary_default=True)) is None

@@ -29,6 +29,7 @@ _OCTET = b"application/octet-stream"
 _EMPTY_OK = HttpResponse(200, [(b"content-type", b"text/plain")], [])
 _EMPTY_400 = HttpResponse(400, [(b"content-type", b"text/plain")], [])
 
+_ROUTES_MAX = 1024  # routed targets remembered; the table starts afresh when full
 Handler = Callable[[HttpRequest, dict], "HttpResponse | Awaitable[HttpResponse]"]
 
 # --http-restricted-api categories (as gRPC's --grpc-restricted-protocol groups its RPCs)
@@ -74,6 +75,8 @@ class HttpApp:
         self.server = server
         self.max_input_size = max_input_size
         self._metadata_body: bytes | None = None
+        # (method, target) -> (handler, params) of targets routed before: params are read-only
+        self._routes: dict[tuple[bytes, bytes], tuple[Handler, dict]] = {}
         self._handlers: dict[Endpoint, Handler] = {
             Endpoint.HEALTH_LIVE: self._live,
             Endpoint.HEALTH_READY: self._ready,
@@ -109,10 +112,17 @@ class HttpApp:
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         try:
-            endpoint, params = route(request.method, request.target.decode("latin-1"))
-            handler = self._handlers.get(endpoint)
-            if handler is None:
-                return self._unsupported(endpoint)
+            key = (request.method, request.target)
+            routed = self._routes.get(key)
+            if routed is None:
+                endpoint, params = route(request.method, request.target.decode("latin-1"))
+                handler = self._handlers.get(endpoint)
+                if handler is None:
+                    return self._unsupported(endpoint)
+                if len(self._routes) >= _ROUTES_MAX:
+                    self._routes.clear()
+                routed = self._routes[key] = (handler, params)
+            handler, params = routed
             return handler(request, params)
         except RouteError as e:
             return HttpResponse(e.status, list(_JSON), [error_body(e.message)])
@@ -354,7 +364,7 @@ class HttpApp:
             headers = list(_JSON)
         else:
             headers = [(b"content-type", _OCTET),
-                       (b"inference-header-content-length", str(json_length).encode())]
+                       (b"inference-header-content-length", b"%d" % json_length)]
         accept = request.header(b"accept-encoding")
         if accept:
             chunks = compression.compress_response(chunks, accept, headers)
