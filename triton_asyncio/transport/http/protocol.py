@@ -58,6 +58,14 @@ def _header_list(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, by
         return list(headers)
 
 
+def _has_input(conn: h11.Connection) -> bool:
+    """Whether h11 may have an event to give: unread bytes or end of input (when in doubt, yes)."""
+    try:
+        return bool(conn._receive_buffer) or conn._receive_buffer_closed  # type: ignore[attr-defined]
+    except AttributeError:  # a future h11 without these
+        return True
+
+
 def _error_body(message: str) -> bytes:
     return json.dumps({"error": message}, separators=(",", ":")).encode()
 
@@ -246,7 +254,8 @@ class HttpProtocol(asyncio.Protocol):
         self._read_started = None  # the whole request is in: its read deadline no longer applies
         self._run_app(HttpRequest(request.method, request.target, self._headers, self._body))
         self._body = b""
-        return self._phase is Phase.READING
+        # Nothing pipelined behind this request: h11 would only answer NEED_DATA (a few µs).
+        return self._phase is Phase.READING and _has_input(self._conn)
 
     def _on_need_data(self, event: object) -> bool:
         return False
