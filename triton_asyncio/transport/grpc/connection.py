@@ -31,6 +31,8 @@ from ...codec.grpc_framing import (
     parse_timeout,
 )
 from ...codec.status import GrpcStatus
+from . import h2_shortcuts
+from .h2_shortcuts import ConstantBlocks, DecodedBlocks, receive, send_whole_response
 
 WINDOW = 16 * 2**20  # our receive window, per stream and for the connection
 # Largest frame we accept (h2 allows 2**14 .. 2**24 - 1). 1 MiB frames measured slower end to end with
@@ -174,7 +176,8 @@ class GrpcConnection:
 
     def __init__(self, *, max_message_size: int = 2**31 - 1, compression: str | None = None,
                  max_concurrent_streams: int = MAX_STREAMS, window: int = WINDOW,
-                 max_frame_size: int = MAX_FRAME, ping_policy: PingPolicy | None = None) -> None:
+                 max_frame_size: int = MAX_FRAME, ping_policy: PingPolicy | None = None,
+                 shortcuts: bool = True) -> None:
         if compression not in (None, "gzip", "deflate"):
             raise ValueError(f"unsupported response compression {compression!r}")
         self._max_message_size = max_message_size
@@ -190,6 +193,10 @@ class GrpcConnection:
         if window > 65535:
             h2c.increment_flow_control_window(window - 65535)
         self._streams: dict[int, _Stream] = {}
+        self._ok_blocks = ConstantBlocks(h2c.encoder, (_HEADERS, _OK))  # HPACK of an OK response
+        self._decoded = DecodedBlocks(h2c.decoder)  # request header blocks seen before
+        # h2_shortcuts for plain calls (False: h2 alone, as tests compare)
+        self._shortcuts = shortcuts and h2_shortcuts.AVAILABLE
         self._extra = b""  # frames we build without h2 (our graceful GOAWAY)
         self._deferred: list = []  # events found while sending, reported by the next receive()
         self.queued_total = 0  # response bytes waiting for flow-control windows, all streams
@@ -202,7 +209,10 @@ class GrpcConnection:
     def receive(self, data: bytes) -> list:
         """Feed received bytes; return the call events they caused, in order."""
         try:
-            h2_events = self._h2.receive_data(data)
+            if self._shortcuts:
+                h2_events = receive(self._h2, data, self._decoded)  # h2's receive_data, plain frames cheaper
+            else:
+                h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             return [self._protocol_error(exc)]
         out: list = []
@@ -413,6 +423,14 @@ class GrpcConnection:
 
     def respond(self, sid: int, payload: bytes | bytearray | memoryview) -> None:
         """A whole unary response: headers, the message, OK trailers."""
+        stream = self._streams.get(sid)
+        if (stream is not None and stream.half_closed and not stream.headers_sent and stream.encoding is None
+                and stream.trailers is None and len(payload) <= SMALL and self._shortcuts):
+            frames = self._ok_blocks.get()  # the common case, in one go: h2_shortcuts
+            if frames is not None and send_whole_response(self._h2, sid, frames, encode_message(payload)):
+                self._pings.data_sent()
+                self._finish(sid, stream)
+                return
         self.start_response(sid)
         self.send_message(sid, payload)
         self.end(sid)
