@@ -48,7 +48,8 @@ OLDEST = "simple_sequence_oldest"  # 4 candidate sequences, preferred batch 4, m
 
 def _counts(stats) -> tuple[int, int]:
     entry = stats["model_stats"][0]
-    return int(entry["execution_count"]), int(entry["inference_count"])
+    # protobuf JSON leaves out zero counts (a fresh server, or this test run alone)
+    return int(entry.get("execution_count", 0)), int(entry.get("inference_count", 0))
 
 
 def _expected(value: int, step: int) -> int:

@@ -259,7 +259,8 @@ def test_index_reports_loading_while_the_old_model_serves(repo):
             if manager.index()[0][2] == "LOADING":
                 seen_loading = True
                 assert manager.resolve("simple") is old and manager.all_ready()
-            await asyncio.sleep(0.001)
+            # one loop turn per look: the task needs at least one turn between LOADING and done
+            await asyncio.sleep(0)
         assert task.result() == [] and seen_loading
         assert manager.resolve("simple") is not old and manager.index()[0][2] == "READY"
         await manager.unload_all()
@@ -275,7 +276,7 @@ def test_a_first_load_under_way_keeps_the_server_ready(repo):
             if manager.index() and manager.index()[0][2] == "LOADING":
                 seen_loading = True
                 assert manager.all_ready()
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0)  # one loop turn per look (see above)
         assert task.result() == [] and seen_loading and manager.all_ready()
         await manager.unload_all()
     asyncio.run(run())

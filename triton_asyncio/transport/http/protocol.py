@@ -19,6 +19,7 @@ import h11
 
 from ..tcp import set_nodelay
 from .flow import FlowControl
+from .h11_shortcuts import plain_head
 from .messages import HttpRequest, HttpResponse
 
 log = logging.getLogger("triton_asyncio.http")
@@ -106,8 +107,9 @@ class ServerState:
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, app: App, *, max_input_size: int = 64 * 2**20, max_body_size: int = 2**31,
                  keepalive_timeout: float = 75.0, server_state: ServerState | None = None,
-                 server_header: bool = False) -> None:
+                 server_header: bool = False, shortcuts: bool = True) -> None:
         self._app = app
+        self._shortcuts = shortcuts  # h11_shortcuts for plain responses (False: h11 alone, as tests compare)
         self.max_input_size = max_input_size  # Triton's finer limits are the app's to enforce
         self._max_body_size = max_body_size
         self._keepalive_timeout = keepalive_timeout
@@ -403,6 +405,10 @@ class HttpProtocol(asyncio.Protocol):
             headers += self._extra_headers
         if self._closing:
             headers.append(_CLOSE)
+        elif status == 200 and response.trusted and self._shortcuts:
+            plain = plain_head(conn, headers)  # h11's state moved as sending it all would
+            if plain is not None:
+                return [plain, *body] if size else [plain]
         head = h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""),
                             _parsed=response.trusted)
         out = [conn.send(head)]
