@@ -231,6 +231,15 @@ def _infer_slow(faults, value: float) -> object:
         return e.code, json.loads(e.read())["error"]
 
 
+def _pending(faults, model: str) -> int:
+    """nv_inference_pending_request_count of `model` (requests waiting to execute)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{faults.metrics_port}/metrics", timeout=DEADLINE_S) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("nv_inference_pending_request_count{") and f'model="{model}"' in line:
+                return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
 def test_unload_with_requests_in_flight(faults, http):
     http.load_model("slow")
     if os.path.exists(faults.marker):
@@ -244,6 +253,8 @@ def test_unload_with_requests_in_flight(faults, http):
     for t in callers:
         t.start()
     _wait_for(lambda: os.path.exists(faults.marker), "a slow request to execute")
+    # and the other one queued behind it: both must be in the server before the unload starts
+    _wait_for(lambda: _pending(faults, "slow") == 1, "a second slow request to queue")
     unload_error: list[BaseException] = []
 
     def unload() -> None:
