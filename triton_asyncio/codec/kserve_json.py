@@ -355,6 +355,15 @@ def encode_infer_response(response: InferenceResponse, request: InferenceRequest
 
 _OUTPUT_PREFIX: dict[tuple[str, str], bytes] = {}  # (name, datatype) -> b'{"name":..,"datatype":..,"shape":['
 _DOC_PREFIX: dict[tuple[str, str], bytes] = {}  # (model, version) -> b'{"model_name":..,"outputs":['
+_PREFIXES_MAX = 4096  # per table; a table starts afresh when full
+
+
+def _json_prefix(table: dict, key: tuple, obj: dict, tail: bytes) -> bytes:
+    """encode_json(obj) without its closing brace, then `tail`; remembered in `table`."""
+    if len(table) >= _PREFIXES_MAX:
+        table.clear()
+    prefix = table[key] = encode_json(obj)[:-1] + tail
+    return prefix
 
 
 def _encode_all_binary(response: InferenceResponse, request: InferenceRequest) -> list | None:
@@ -375,12 +384,9 @@ def _encode_all_binary(response: InferenceResponse, request: InferenceRequest) -
                 continue
             if not wanted.binary or wanted.classification or wanted.shm is not None:
                 return None
-        prefix = _OUTPUT_PREFIX.get((tensor.name, tensor.datatype))
-        if prefix is None:
-            if len(_OUTPUT_PREFIX) >= 4096:
-                _OUTPUT_PREFIX.clear()
-            prefix = _OUTPUT_PREFIX[(tensor.name, tensor.datatype)] = (
-                encode_json({"name": tensor.name, "datatype": tensor.datatype})[:-1] + b',"shape":[')
+        prefix = _OUTPUT_PREFIX.get((tensor.name, tensor.datatype)) or _json_prefix(
+            _OUTPUT_PREFIX, (tensor.name, tensor.datatype), {"name": tensor.name, "datatype": tensor.datatype},
+            b',"shape":[')
         raw, size = output_chunk(tensor)
         if size:
             chunks.append(raw)
@@ -388,16 +394,11 @@ def _encode_all_binary(response: InferenceResponse, request: InferenceRequest) -
                      % (prefix, b",".join([b"%d" % d for d in tensor.shape]), size))
     if not parts:
         return None  # no output at all: rare, let the general path word it
-    if response.id:
-        head = encode_json({"id": response.id, "model_name": response.model_name,
-                            "model_version": response.model_version})[:-1] + b',"outputs":['
+    name, version = response.model_name, response.model_version
+    if response.id:  # ids differ per request: not cached
+        head = encode_json({"id": response.id, "model_name": name, "model_version": version})[:-1] + b',"outputs":['
     else:
-        key = (response.model_name, response.model_version)
-        head = _DOC_PREFIX.get(key)  # type: ignore[assignment]
-        if head is None:
-            if len(_DOC_PREFIX) >= 4096:
-                _DOC_PREFIX.clear()
-            head = _DOC_PREFIX[key] = encode_json({"model_name": response.model_name,
-                                                   "model_version": response.model_version})[:-1] + b',"outputs":['
+        head = _DOC_PREFIX.get((name, version)) or _json_prefix(
+            _DOC_PREFIX, (name, version), {"model_name": name, "model_version": version}, b',"outputs":[')
     chunks[0] = head + b",".join(parts) + b"]}"
     return chunks

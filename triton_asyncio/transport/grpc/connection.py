@@ -31,7 +31,7 @@ from ...codec.grpc_framing import (
     parse_timeout,
 )
 from ...codec.status import GrpcStatus
-from . import h2_shortcuts
+from .h2_shortcuts import AVAILABLE as SHORTCUTS_AVAILABLE
 from .h2_shortcuts import ConstantBlocks, DecodedBlocks, receive, send_whole_response
 
 WINDOW = 16 * 2**20  # our receive window, per stream and for the connection
@@ -196,7 +196,7 @@ class GrpcConnection:
         self._ok_blocks = ConstantBlocks(h2c.encoder, (_HEADERS, _OK))  # HPACK of an OK response
         self._decoded = DecodedBlocks(h2c.decoder)  # request header blocks seen before
         # h2_shortcuts for plain calls (False: h2 alone, as tests compare)
-        self._shortcuts = shortcuts and h2_shortcuts.AVAILABLE
+        self._shortcuts = shortcuts and SHORTCUTS_AVAILABLE
         self._extra = b""  # frames we build without h2 (our graceful GOAWAY)
         self._deferred: list = []  # events found while sending, reported by the next receive()
         self.queued_total = 0  # response bytes waiting for flow-control windows, all streams
