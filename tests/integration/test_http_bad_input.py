@@ -113,6 +113,39 @@ def test_binary_too_few_bytes(server):
         in json.loads(reply)["error"]
 
 
+def test_a_repeated_binary_header_still_gets_each_bodys_answer_and_errors(server):
+    """The server remembers how a repeated JSON header decodes: every request still gets its own
+    outputs, and a body that no longer fits the header gets Triton's error, on one connection."""
+    header = json.dumps({"inputs": [
+        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "parameters": {"binary_data_size": 64}},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "parameters": {"binary_data_size": 64}}],
+        "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}]}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+
+    def post(payload):
+        conn.request("POST", "/v2/models/simple/infer", body=payload,
+                     headers={"Inference-Header-Content-Length": str(len(header))})
+        r = conn.getresponse()
+        return r.status, r.getheader("Inference-Header-Content-Length"), r.read()
+    ones = np.ones(16, dtype=np.int32).tobytes()
+    for k in range(3):
+        status, length, reply = post(header + np.full(16, k, dtype=np.int32).tobytes() + ones)
+        assert status == 200
+        out = json.loads(reply[:int(length)])["outputs"]
+        assert [o["name"] for o in out] == ["OUTPUT0"]
+        assert np.frombuffer(reply[int(length):], dtype=np.int32).tolist() == [k + 1] * 16
+    status, _, reply = post(header + ones)  # INPUT1's bytes missing
+    assert status == 400 and json.loads(reply)["error"] == (
+        "unexpected size for input 'INPUT1', expecting 64 additional bytes for model 'simple'")
+    status, _, reply = post(header + ones + ones + b"x")
+    assert status == 400 and json.loads(reply)["error"] == "unexpected additional input data for model 'simple'"
+    bad = header.replace(b"[1, 16]", b"[1, 15]")
+    header = bad
+    status, _, reply = post(bad + ones[:60] + ones[:60] + b"\0" * 8)
+    assert status == 400 and "INPUT0" in json.loads(reply)["error"]
+    conn.close()
+
+
 def test_unknown_version(server):
     status, _, reply = _request(server.http_port, "GET", "/v2/models/simple/versions/9/ready")
     assert status == 404
